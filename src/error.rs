@@ -20,7 +20,7 @@ pub enum Error {
     },
     /// The loss or the gradient stopped being finite during training.
     #[error(
-        "non-finite {what} at step {step}: training diverged; lower --lr (now {lr}) or check the configuration"
+        "non-finite {what} at step {step}: training diverged; lower --lr (now {lr:?}) or check the configuration"
     )]
     NonFinite {
         /// "loss" or "gradient".

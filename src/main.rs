@@ -290,7 +290,8 @@ fn train(args: TrainArgs) -> Result<()> {
         |_| bar.inc(1),
     );
     bar.finish_and_clear();
-    let outcome = result.with_context(|| format!("rows written so far are in {}", out.display()))?;
+    let outcome =
+        result.map_err(|e| anyhow::anyhow!("{e}\nrows written so far are in {}", out.display()))?;
     let s = &outcome.summary;
     let fmt_opt = |x: Option<usize>| x.map_or("never".to_string(), |v| v.to_string());
     println!(
