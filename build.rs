@@ -13,7 +13,8 @@ fn main() {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let version = output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=VITSSL_RUSTC_VERSION={version}");
-    let rev = output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let rev =
+        output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
     let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"]).is_some();
     let rev = if dirty { format!("{rev}-dirty") } else { rev };
     println!("cargo:rustc-env=VITSSL_GIT_REV={rev}");
@@ -28,7 +29,10 @@ fn main() {
     let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
     for name in ["faer", "pulp", "rayon"] {
         let version = locked_version(&lock, name).unwrap_or_else(|| "unknown".into());
-        println!("cargo:rustc-env=VITSSL_{}_VERSION={version}", name.to_uppercase());
+        println!(
+            "cargo:rustc-env=VITSSL_{}_VERSION={version}",
+            name.to_uppercase()
+        );
     }
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=build.rs");

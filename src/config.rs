@@ -248,10 +248,18 @@ impl RunConfig {
             ));
         }
         if !(d.noise.is_finite() && d.noise >= 0.0) {
-            return Err(Error::config("noise", d.noise, "must be a finite number >= 0"));
+            return Err(Error::config(
+                "noise",
+                d.noise,
+                "must be a finite number >= 0",
+            ));
         }
         if !(d.mask_ratio > 0.0 && d.mask_ratio < 1.0) {
-            return Err(Error::config("mask-ratio", d.mask_ratio, "must lie in (0, 1)"));
+            return Err(Error::config(
+                "mask-ratio",
+                d.mask_ratio,
+                "must lie in (0, 1)",
+            ));
         }
         if let EmbeddingKind::Gaussian { dim: Some(0) } = d.embedding {
             return Err(Error::config("dim", 0, "must be at least 1"));
@@ -260,7 +268,11 @@ impl RunConfig {
         finite_positive("lr", t.lr)?;
         finite_positive("tau", t.tau)?;
         if t.batch < 2 && t.objective == Objective::Cl && t.data == DataRegime::Fresh {
-            return Err(Error::config("batch", t.batch, "CL needs at least 2 samples per batch"));
+            return Err(Error::config(
+                "batch",
+                t.batch,
+                "CL needs at least 2 samples per batch",
+            ));
         }
         if t.batch == 0 {
             return Err(Error::config("batch", 0, "must be at least 1"));
@@ -268,7 +280,11 @@ impl RunConfig {
         if let DataRegime::Fixed(n) = t.data {
             let min = if t.objective == Objective::Cl { 2 } else { 1 };
             if n < min {
-                return Err(Error::config("data", format!("fixed:{n}"), format!("need N >= {min}")));
+                return Err(Error::config(
+                    "data",
+                    format!("fixed:{n}"),
+                    format!("need N >= {min}"),
+                ));
             }
         }
         if t.max_steps == 0 {
@@ -284,7 +300,11 @@ impl RunConfig {
             return Err(Error::config("n-eval", t.n_eval, "must be at least 2"));
         }
         if !(t.init_scale.is_finite() && t.init_scale >= 0.0) {
-            return Err(Error::config("init-scale", t.init_scale, "must be a finite number >= 0"));
+            return Err(Error::config(
+                "init-scale",
+                t.init_scale,
+                "must be a finite number >= 0",
+            ));
         }
         Ok(())
     }

@@ -98,10 +98,18 @@ impl DataModel {
         let cluster = rng.random_range(0..self.geom.k());
         let (lo, hi) = self.cfg.weights;
         let z = (0..self.geom.clusters[cluster].n_areas())
-            .map(|_| if lo == hi { lo } else { rng.random_range(lo..hi) })
+            .map(|_| {
+                if lo == hi {
+                    lo
+                } else {
+                    rng.random_range(lo..hi)
+                }
+            })
             .collect();
         let noise_seed = rng.random();
-        let masks = (0..views).map(|_| Mask::draw(rng, self.p(), self.m)).collect();
+        let masks = (0..views)
+            .map(|_| Mask::draw(rng, self.p(), self.m))
+            .collect();
         Sample {
             cluster,
             z,
@@ -161,7 +169,15 @@ mod tests {
 
     fn model(noise: f64) -> DataModel {
         let g = Geometry::new(&GeometryConfig::default(), 7).unwrap();
-        DataModel::new(g, DataConfig { noise, ..DataConfig::default() }, 7).unwrap()
+        DataModel::new(
+            g,
+            DataConfig {
+                noise,
+                ..DataConfig::default()
+            },
+            7,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -180,7 +196,12 @@ mod tests {
             let layout = &dm.geom.clusters[s.cluster];
             for p in 0..dm.p() {
                 let a = layout.area[p];
-                let col = dm.p() + dm.geom.clusters[..s.cluster].iter().map(|l| l.n_areas()).sum::<usize>() + a;
+                let col = dm.p()
+                    + dm.geom.clusters[..s.cluster]
+                        .iter()
+                        .map(|l| l.n_areas())
+                        .sum::<usize>()
+                    + a;
                 for j in 0..dm.d() {
                     let want = if j == col { s.z[a] } else { 0.0 };
                     assert_eq!(x[(p, j)], want);
@@ -199,13 +220,19 @@ mod tests {
         let clean = model(0.0).content(&s);
         let diff = &a - &clean;
         let rms = diff.norm_l2() / (dm.p() as f64).sqrt();
-        assert!((rms - 0.1).abs() < 0.02, "per-row noise norm {rms} should be about σ = 0.1");
+        assert!(
+            (rms - 0.1).abs() < 0.02,
+            "per-row noise norm {rms} should be about σ = 0.1"
+        );
     }
 
     #[test]
     fn mask_ratio_bounds_are_errors() {
         let g = Geometry::new(&GeometryConfig::default(), 0).unwrap();
-        let cfg = DataConfig { mask_ratio: 0.01, ..DataConfig::default() };
+        let cfg = DataConfig {
+            mask_ratio: 0.01,
+            ..DataConfig::default()
+        };
         let e = DataModel::new(g, cfg, 0).unwrap_err();
         assert!(e.to_string().contains("mask-ratio"), "{e}");
     }

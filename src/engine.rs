@@ -74,7 +74,11 @@ pub fn build<'a>(
 ) -> crate::Result<Box<dyn Engine + 'a>> {
     let _ = isa;
     match kind {
-        EngineKind::Reference => Ok(Box::new(ReferenceEngine::new(dm, train.objective, train.tau))),
+        EngineKind::Reference => Ok(Box::new(ReferenceEngine::new(
+            dm,
+            train.objective,
+            train.tau,
+        ))),
         EngineKind::Fast => Err(crate::Error::config(
             "engine",
             "fast",

@@ -77,7 +77,9 @@ impl Geometry {
             )));
         }
         if clusters == 0 {
-            return Err(Error::Geometry("K = 0 clusters: --clusters must be at least 1".into()));
+            return Err(Error::Geometry(
+                "K = 0 clusters: --clusters must be at least 1".into(),
+            ));
         }
         let p = rows * cols;
         let layouts = match layout {
@@ -165,7 +167,7 @@ fn block_layouts(
     rho: f64,
     seed: u64,
 ) -> Result<Vec<Layout>> {
-    if b == 0 || rows % b != 0 || cols % b != 0 {
+    if b == 0 || !rows.is_multiple_of(b) || !cols.is_multiple_of(b) {
         return Err(Error::Geometry(format!(
             "block size b = {b} does not divide the {rows}x{cols} grid: choose --block dividing both --rows and --cols"
         )));
@@ -241,7 +243,15 @@ mod tests {
         for l in &g.clusters {
             for m in &l.members[1..] {
                 let (r0, c0) = (m[0] / 8, m[0] % 8);
-                assert_eq!(m, &vec![r0 * 8 + c0, r0 * 8 + c0 + 1, (r0 + 1) * 8 + c0, (r0 + 1) * 8 + c0 + 1]);
+                assert_eq!(
+                    m,
+                    &vec![
+                        r0 * 8 + c0,
+                        r0 * 8 + c0 + 1,
+                        (r0 + 1) * 8 + c0,
+                        (r0 + 1) * 8 + c0 + 1
+                    ]
+                );
             }
         }
     }
@@ -249,17 +259,39 @@ mod tests {
     #[test]
     fn invalid_geometries_are_named() {
         let e = Geometry::new(&blocks(5, 6, 2, 0.5), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("b = 2") && m.contains("5x6")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("b = 2") && m.contains("5x6")),
+            "{e}"
+        );
         let e = Geometry::new(&blocks(6, 6, 2, 1.5), 0).unwrap_err();
         assert!(matches!(&e, Error::Geometry(m) if m.contains("1.5")), "{e}");
         let e = Geometry::new(&blocks(6, 6, 2, 0.99), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("no local area")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("no local area")),
+            "{e}"
+        );
         let e = Geometry::new(&blocks(6, 6, 2, 0.01), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("global area empty")), "{e}");
-        let e = Geometry::new(&GeometryConfig { clusters: 0, ..GeometryConfig::default() }, 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("K = 0")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("global area empty")),
+            "{e}"
+        );
+        let e = Geometry::new(
+            &GeometryConfig {
+                clusters: 0,
+                ..GeometryConfig::default()
+            },
+            0,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("K = 0")),
+            "{e}"
+        );
         let e = Geometry::new(&blocks(6, 6, 0, 0.5), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("b = 0")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("b = 0")),
+            "{e}"
+        );
     }
 
     #[test]
@@ -274,12 +306,24 @@ mod tests {
         assert_eq!(g.clusters[0].members, vec![vec![0, 1], vec![2], vec![3]]);
         assert_eq!(g.mean_local_size(), 1.0);
         let e = Geometry::new(&cfg(vec![vec![0, 0, 2, 2]]), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("area 1 has no position")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("area 1 has no position")),
+            "{e}"
+        );
         let e = Geometry::new(&cfg(vec![vec![1, 1, 2, 2]]), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("area 0 has no position")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("area 0 has no position")),
+            "{e}"
+        );
         let e = Geometry::new(&cfg(vec![vec![0, 0, 0, 0]]), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("no local area")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("no local area")),
+            "{e}"
+        );
         let e = Geometry::new(&cfg(vec![vec![0, 1, 0]]), 0).unwrap_err();
-        assert!(matches!(&e, Error::Geometry(m) if m.contains("3 positions")), "{e}");
+        assert!(
+            matches!(&e, Error::Geometry(m) if m.contains("3 positions")),
+            "{e}"
+        );
     }
 }

@@ -80,12 +80,29 @@ impl Isa {
         if name == "auto" {
             return Ok(Self::best());
         }
-        let list = || Self::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
-        let isa = Self::ALL.into_iter().find(|i| i.name() == name).ok_or_else(|| {
-            Error::config("isa", &name, format!("use auto or one of scalar, v3, v4, neon (available here: {})", list()))
-        })?;
+        let list = || {
+            Self::available()
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let isa = Self::ALL
+            .into_iter()
+            .find(|i| i.name() == name)
+            .ok_or_else(|| {
+                Error::config(
+                    "isa",
+                    &name,
+                    format!(
+                        "use auto or one of scalar, v3, v4, neon (available here: {})",
+                        list()
+                    ),
+                )
+            })?;
         if !isa.is_available() {
-            let why = if isa == Isa::V4 && cfg!(target_arch = "x86_64") && !cfg!(feature = "avx512") {
+            let why = if isa == Isa::V4 && cfg!(target_arch = "x86_64") && !cfg!(feature = "avx512")
+            {
                 format!("{} (v4 also needs a build with --features avx512)", list())
             } else {
                 list()

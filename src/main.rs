@@ -18,7 +18,11 @@ use vitssl::record::{ConfigColumns, RowWriter, train_row};
 use vitssl::train::Run;
 
 #[derive(Parser)]
-#[command(name = "vitssl", version, about = "One-layer softmax ViT trained with MAE and CL on synthetic global/local images")]
+#[command(
+    name = "vitssl",
+    version,
+    about = "One-layer softmax ViT trained with MAE and CL on synthetic global/local images"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train one model and write one CSV row per evaluation.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Print the CPU, its SIMD levels and the versions in this build.
     Info,
 }
@@ -139,7 +143,11 @@ fn parse_pair(s: &str) -> std::result::Result<(f64, f64), String> {
     let (a, b) = s
         .split_once(',')
         .ok_or_else(|| format!("'{s}' is not a pair L,U such as 1,2"))?;
-    let num = |x: &str| x.trim().parse::<f64>().map_err(|e| format!("'{x}' in '{s}': {e}"));
+    let num = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .map_err(|e| format!("'{x}' in '{s}': {e}"))
+    };
     Ok((num(a)?, num(b)?))
 }
 
@@ -166,7 +174,11 @@ fn read_layout(path: &PathBuf) -> Result<Vec<Vec<usize>>> {
                 .filter(|t| !t.is_empty())
                 .map(|t| {
                     t.parse::<usize>().with_context(|| {
-                        format!("{} line {}: '{t}' is not an area index", path.display(), i + 1)
+                        format!(
+                            "{} line {}: '{t}' is not an area index",
+                            path.display(),
+                            i + 1
+                        )
                     })
                 })
                 .collect()
@@ -190,7 +202,9 @@ impl TrainArgs {
         let embedding = match self.embedding {
             EmbeddingArg::Orthonormal => {
                 if let Some(d) = self.dim {
-                    bail!("--dim {d} applies to --embedding gaussian only (orthonormal fixes d = P + Σ_k (n_k + 1))");
+                    bail!(
+                        "--dim {d} applies to --embedding gaussian only (orthonormal fixes d = P + Σ_k (n_k + 1))"
+                    );
                 }
                 EmbeddingKind::Orthonormal
             }
@@ -253,10 +267,9 @@ fn train(args: TrainArgs) -> Result<()> {
         EngineArg::Reference => EngineKind::Reference,
     };
     let mut engine = vitssl::engine::build(kind, isa, &run.dm, t)?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("target/vitssl/train-{}.csv", t.objective.name())));
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!("target/vitssl/train-{}.csv", t.objective.name()))
+    });
     let mut writer =
         RowWriter::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let prov = Provenance::collect(&engine.isa(), threads);
@@ -298,7 +311,11 @@ fn train(args: TrainArgs) -> Result<()> {
         "{} {}: {} after {} steps, {:.3} s of training",
         t.objective.name(),
         engine.name(),
-        if s.converged { "converged" } else { "NOT converged" },
+        if s.converged {
+            "converged"
+        } else {
+            "NOT converged"
+        },
         s.steps,
         s.seconds
     );
@@ -325,7 +342,11 @@ fn train(args: TrainArgs) -> Result<()> {
 }
 
 fn info() {
-    println!("vitssl {} (git {})", env!("CARGO_PKG_VERSION"), env!("VITSSL_GIT_REV"));
+    println!(
+        "vitssl {} (git {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("VITSSL_GIT_REV")
+    );
     println!("rustc: {}", env!("VITSSL_RUSTC_VERSION"));
     println!(
         "faer {}, pulp {}, rayon {}",
@@ -349,7 +370,7 @@ fn info() {
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
-        Command::Train(args) => train(args),
+        Command::Train(args) => train(*args),
         Command::Info => {
             info();
             Ok(())

@@ -50,7 +50,9 @@ pub fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
 /// Row-wise softmax in place, subtracting each row's max first so huge logits stay finite.
 pub fn softmax_rows(mut s: MatMut<'_, f64>) {
     for i in 0..s.nrows() {
-        let max = (0..s.ncols()).map(|j| s[(i, j)]).fold(f64::NEG_INFINITY, f64::max);
+        let max = (0..s.ncols())
+            .map(|j| s[(i, j)])
+            .fold(f64::NEG_INFINITY, f64::max);
         let mut sum = 0.0;
         for j in 0..s.ncols() {
             let e = (s[(i, j)] - max).exp();

@@ -48,8 +48,14 @@ pub fn info_nce(g1: MatRef<'_, f64>, g2: MatRef<'_, f64>, tau: f64) -> (f64, Mat
     softmax_rows(pi.as_mut());
     let mut loss = 0.0;
     for i in 0..n {
-        let max = (0..n).map(|j| logits[(i, j)]).fold(f64::NEG_INFINITY, f64::max);
-        let lse = max + (0..n).map(|j| (logits[(i, j)] - max).exp()).sum::<f64>().ln();
+        let max = (0..n)
+            .map(|j| logits[(i, j)])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let lse = max
+            + (0..n)
+                .map(|j| (logits[(i, j)] - max).exp())
+                .sum::<f64>()
+                .ln();
         loss += lse - logits[(i, i)];
     }
     let scale = 1.0 / (n as f64 * tau);
@@ -77,7 +83,9 @@ pub fn mae_sample(
     let hm = view.h_rows(&mask.masked);
     let a = attention(q, hm.as_ref(), view.h.as_ref());
     let f = mul(a.as_ref(), view.xt.as_ref());
-    let r = Mat::from_fn(f.nrows(), f.ncols(), |i, j| view.x[(mask.masked[i], j)] - f[(i, j)]);
+    let r = Mat::from_fn(f.nrows(), f.ncols(), |i, j| {
+        view.x[(mask.masked[i], j)] - f[(i, j)]
+    });
     let loss = 0.5 * r.squared_norm_l2();
     if let Some(grad) = grad {
         let g = -mul(r.as_ref(), view.xt.transpose());
@@ -93,7 +101,9 @@ pub fn cl_view_forward(dm: &DataModel, q: MatRef<'_, f64>, s: &Sample, v: usize)
     let a = attention(q, view.h.as_ref(), view.h.as_ref());
     let f = mul(a.as_ref(), view.xt.as_ref());
     let p = f.nrows() as f64;
-    (0..f.ncols()).map(|j| (0..f.nrows()).map(|i| f[(i, j)]).sum::<f64>() / p).collect()
+    (0..f.ncols())
+        .map(|j| (0..f.nrows()).map(|i| f[(i, j)]).sum::<f64>() / p)
+        .collect()
 }
 
 /// One view's backward: adds `alpha · ∇_Q` of the view given `dg = ∂L/∂G` into `grad`.

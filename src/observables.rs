@@ -77,7 +77,12 @@ pub fn correlations(dm: &DataModel, q: MatRef<'_, f64>) -> (f64, f64, f64, f64) 
         }
     }
     let mean = |s: f64, n: usize| if n == 0 { f64::NAN } else { s / n as f64 };
-    (mean(t, nphi), mean(g, nphi), mean(same, nsame), mean(other, nother))
+    (
+        mean(t, nphi),
+        mean(g, nphi),
+        mean(same, nsame),
+        mean(other, nother),
+    )
 }
 
 #[derive(Default)]
@@ -97,11 +102,17 @@ pub fn diversity(a: MatRef<'_, f64>) -> f64 {
         return 0.0;
     }
     // Row-major copy so each row is one contiguous slice.
-    let rows: Vec<Vec<f64>> = (0..p).map(|i| (0..a.ncols()).map(|j| a[(i, j)]).collect()).collect();
+    let rows: Vec<Vec<f64>> = (0..p)
+        .map(|i| (0..a.ncols()).map(|j| a[(i, j)]).collect())
+        .collect();
     let mut total = 0.0;
     for i in 0..p {
         for k in i + 1..p {
-            total += rows[i].iter().zip(&rows[k]).map(|(x, y)| (x - y).abs()).sum::<f64>();
+            total += rows[i]
+                .iter()
+                .zip(&rows[k])
+                .map(|(x, y)| (x - y).abs())
+                .sum::<f64>();
         }
     }
     // Each unordered pair counts twice in Σ_{p≠p'}, and the ½ cancels that.

@@ -202,7 +202,10 @@ impl RowWriter {
 
 /// Writes a whole CSV file atomically: rows go to `path.tmp`, which is renamed onto `path` only
 /// once complete, so readers see either the old file or the new one, never a partial file.
-pub fn write_atomic<R: Serialize>(path: &Path, rows: impl IntoIterator<Item = R>) -> anyhow::Result<()> {
+pub fn write_atomic<R: Serialize>(
+    path: &Path,
+    rows: impl IntoIterator<Item = R>,
+) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

@@ -99,7 +99,9 @@ impl Run {
             return Mat::zeros(d, d);
         }
         let mut rng = stream(self.cfg.seed, Stream::Init);
-        let vals: Vec<f64> = (0..d * d).map(|_| s * rng.sample::<f64, _>(StandardNormal)).collect();
+        let vals: Vec<f64> = (0..d * d)
+            .map(|_| s * rng.sample::<f64, _>(StandardNormal))
+            .collect();
         Mat::from_fn(d, d, |i, j| vals[i * d + j])
     }
 
@@ -152,10 +154,18 @@ impl Run {
             let batch = data.next(dm);
             let loss = engine.loss_grad(q.as_ref(), batch, grad.as_mut());
             if !loss.is_finite() {
-                return Err(Error::NonFinite { what: "loss", step, lr: t.lr });
+                return Err(Error::NonFinite {
+                    what: "loss",
+                    step,
+                    lr: t.lr,
+                });
             }
             if !grad.squared_norm_l2().is_finite() {
-                return Err(Error::NonFinite { what: "gradient", step, lr: t.lr });
+                return Err(Error::NonFinite {
+                    what: "gradient",
+                    step,
+                    lr: t.lr,
+                });
             }
             let before = (step == 1).then(|| correlations(dm, q.as_ref()));
             q -= faer::Scale(t.lr) * &grad;
@@ -165,7 +175,7 @@ impl Run {
                 rho0 = -(g1 - g0) / (t1 - t0);
             }
             on_step(step);
-            if step % t.eval_every == 0 || step == t.max_steps {
+            if step.is_multiple_of(t.eval_every) || step == t.max_steps {
                 last = record(step, seconds, &q)?;
                 if converged_at.is_none() && reached(&last.obs) {
                     converged_at = Some((step, seconds));

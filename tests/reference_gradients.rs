@@ -31,9 +31,17 @@ fn fd_error(run: &Run, n: usize) -> f64 {
     let batch: Vec<_> = (0..n).map(|_| run.dm.sample(&mut rng, 2)).collect();
     let q = run.initial_q();
     let d = q.nrows();
-    let loss = |q: &Mat<f64>| batch_loss_grad(t.objective, t.tau, &run.dm, q.as_ref(), &batch, None);
+    let loss =
+        |q: &Mat<f64>| batch_loss_grad(t.objective, t.tau, &run.dm, q.as_ref(), &batch, None);
     let mut grad = Mat::zeros(d, d);
-    batch_loss_grad(t.objective, t.tau, &run.dm, q.as_ref(), &batch, Some(grad.as_mut()));
+    batch_loss_grad(
+        t.objective,
+        t.tau,
+        &run.dm,
+        q.as_ref(),
+        &batch,
+        Some(grad.as_mut()),
+    );
     let h = 1e-5;
     let mut fd = Mat::<f64>::zeros(d, d);
     let mut qp = q.clone();
@@ -49,7 +57,11 @@ fn fd_error(run: &Run, n: usize) -> f64 {
         }
     }
     let err = (&grad - &fd).norm_l2() / fd.norm_l2();
-    assert!(fd.norm_l2() > 1e-3, "degenerate test: gradient norm {}", fd.norm_l2());
+    assert!(
+        fd.norm_l2() > 1e-3,
+        "degenerate test: gradient norm {}",
+        fd.norm_l2()
+    );
     err
 }
 
