@@ -17,6 +17,7 @@ pub mod objectives;
 pub mod observables;
 pub mod provenance;
 pub mod record;
+pub mod report;
 pub mod rng;
 pub mod train;
 

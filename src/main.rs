@@ -34,6 +34,9 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Print the CPU, its SIMD levels and the versions in this build.
     Info,
+    /// Compare, regression-check and plot benchmark results.
+    #[command(subcommand)]
+    Report(vitssl::report::ReportCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -370,14 +373,15 @@ fn info() {
 
 fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
-        Command::Train(args) => train(*args),
+        Command::Train(args) => train(*args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Info => {
             info();
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Report(cmd) => vitssl::report::run(cmd),
     };
     match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // `{:#}` prints the whole context chain on one line, without a backtrace.
             eprintln!("error: {e:#}");

@@ -1,0 +1,12 @@
+//! `vitssl report`: compare benchmark results across machines, check for regressions, plot.
+
+use clap::Subcommand;
+
+/// The `vitssl report` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {}
+
+/// Runs a `vitssl report` subcommand; returns the process exit code.
+pub fn run(cmd: ReportCommand) -> anyhow::Result<std::process::ExitCode> {
+    match cmd {}
+}
