@@ -1,5 +1,7 @@
 //! `vitssl report`: compare benchmark results across machines, check for regressions, plot.
 
+pub mod schema;
+
 use clap::Subcommand;
 
 /// The `vitssl report` subcommands.
