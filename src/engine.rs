@@ -72,17 +72,17 @@ pub fn build<'a>(
     dm: &'a DataModel,
     train: &crate::config::TrainConfig,
 ) -> crate::Result<Box<dyn Engine + 'a>> {
-    let _ = isa;
     match kind {
         EngineKind::Reference => Ok(Box::new(ReferenceEngine::new(
             dm,
             train.objective,
             train.tau,
         ))),
-        EngineKind::Fast => Err(crate::Error::config(
-            "engine",
-            "fast",
-            "the fast engine is not built yet; use --engine reference",
-        )),
+        EngineKind::Fast => Ok(Box::new(crate::fast::FastEngine::new(
+            dm,
+            train.objective,
+            train.tau,
+            isa,
+        )?)),
     }
 }

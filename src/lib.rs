@@ -10,6 +10,7 @@ pub mod data;
 pub mod embedding;
 pub mod engine;
 pub mod error;
+pub mod fast;
 pub mod geometry;
 pub mod isa;
 pub mod model;

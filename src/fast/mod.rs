@@ -1,0 +1,650 @@
+//! The fast engine: fused f32 forward + backward kernels written with pulp, parallel over
+//! fixed sample chunks (SPEC §4, §5, §11, §12).
+//!
+//! **What it computes.** The same batch loss and gradient `∇_Q L` as the f64 reference
+//! ([`crate::objectives`]), in f32 storage and arithmetic, to a relative error ≤ 1e-4 (SPEC §11).
+//! MAE ([`mae`]): per sample `U = H_M Q`, one fused pass over the keys per panel of masked query
+//! rows (scores, max-subtracted softmax, `F_p`, `r_p = x_p − F_p`, `g_p· = −r_pᵀ X̃ᵀ`, `Ds_p·`),
+//! `W = H_Mᵀ Ds`, and per chunk `∇ = Σ_i W_i H_i`. CL ([`cl`]): per view the forward keeps only
+//! `G = (1/P) X̃ᵀ colsum(A)`; the `n × n` logits and their softmax are formed once per batch in
+//! f64 by [`crate::objectives::info_nce`] (`O(n²d)`, negligible); the backward recomputes the
+//! attention and forms `Ds_pq = A_pq (c_q − ⟨A_p·, c⟩)`, `c = (1/P) X̃ ∂L/∂G`, then `Σ W H`.
+//!
+//! **Instruction sets.** The engine runs on one [`Isa`], dispatched once per chunk through its
+//! `pulp::Arch`: every kernel is a generic `<S: Simd>` body in a named `WithSimd` struct, the
+//! exponential is [`exp::exp_f32s`]. Products come from one of two [`MatmulBackend`]s:
+//! - [`MatmulBackend::Pulp`]: our register-blocked [`kernels::gemm`], dispatched through the
+//!   chosen `Arch` like everything else;
+//! - [`MatmulBackend::Faer`]: faer's `matmul` for the three large products (`U = H_q Q`,
+//!   `W = H_qᵀ Ds`, `Σ W H`); the fused passes always use our kernel.
+//!
+//! faer picks its own SIMD level at run time, whatever we ask for. So the default backend is
+//! faer only when the requested level *is* the best level of this machine and build (faer's
+//! choice then coincides with ours), and our kernel otherwise — in particular with
+//! [`Isa::Scalar`] every part of the step runs pulp's scalar backend, which makes
+//! architecture comparisons honest. [`FastEngine::set_backend`] overrides the choice.
+//!
+//! **Parallelism and determinism.** Samples are processed in chunks of
+//! [`crate::objectives::SAMPLE_CHUNK`] on rayon's pool; each chunk writes its own partial loss and
+//! gradient, and the partials are folded in chunk order (in f64), so results are bit-identical at
+//! any thread count (SPEC §11). Inside a chunk faer runs with `Par::Seq`.
+//!
+//! **Memory.** One [`Workspace`] per worker, allocated when the engine is built (more only if
+//! more workers than expected show up) and reused for every step and sample: `O(Pd)` key-side
+//! matrices, `O(QP·P)` row scratch, the `m × P` (MAE) or `P × P` (CL) `Ds` rows, and the chunk's
+//! `W` and `H` blocks (`d × cP`, `cP × d`). No `P × P` attention per sample is ever stored.
+//! All f32 matrices are row-major with rows padded to 16 floats and 64-byte aligned.
+
+pub mod exp;
+pub mod kernels;
+pub mod mat;
+
+mod cl;
+mod mae;
+
+use crate::config::Objective;
+use crate::data::{DataModel, Mask, Sample};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::isa::Isa;
+use crate::objectives::{SAMPLE_CHUNK, info_nce};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+use mat::{RowMat, View, ViewMut};
+use pulp::{Arch, Simd};
+use rayon::prelude::*;
+use std::sync::Mutex;
+
+/// Query rows per fused pass (a multiple of the micro-tile height [`kernels::MR`]).
+pub const QP: usize = 2 * kernels::MR;
+
+/// Which code computes the large products (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulBackend {
+    /// faer's `matmul` (its own run-time SIMD dispatch), `Par::Seq`.
+    Faer,
+    /// [`kernels::gemm`] on the engine's ISA.
+    Pulp,
+}
+
+impl MatmulBackend {
+    /// The default for `isa`: faer when `isa` is the best SIMD level here, else our kernel.
+    pub fn default_for(isa: Isa) -> Self {
+        if isa != Isa::Scalar && isa == Isa::best() {
+            MatmulBackend::Faer
+        } else {
+            MatmulBackend::Pulp
+        }
+    }
+}
+
+/// SPEC §12 cost of one MAE sample: `2md² + 4mPd + 4mPd + 2Pd²` FLOPs.
+pub fn mae_flops(p: usize, d: usize, m: usize) -> u64 {
+    let (p, d, m) = (p as u64, d as u64, m as u64);
+    2 * m * d * d + 8 * m * p * d + 2 * p * d * d
+}
+
+/// SPEC §12 cost of one CL view: the MAE cost with `m = P` (forward and backward).
+pub fn cl_flops(p: usize, d: usize) -> u64 {
+    mae_flops(p, d, p)
+}
+
+/// SPEC §12 cost of a CL batch of `n` samples: two views each plus the `n × n` logits (`2n²d`).
+pub fn cl_batch_flops(p: usize, d: usize, n: usize) -> u64 {
+    2 * n as u64 * cl_flops(p, d) + 2 * (n * n * d) as u64
+}
+
+/// What every worker reads: geometry, `E`, `Eᵀ`, `Q` (f32) and the product backend.
+pub(crate) struct Ctx<'a> {
+    dm: &'a DataModel,
+    p: usize,
+    d: usize,
+    e: &'a RowMat,
+    et: &'a RowMat,
+    q: &'a RowMat,
+    backend: MatmulBackend,
+}
+
+/// One worker's buffers, sized for an engine's geometry and objective.
+pub struct Workspace {
+    p: usize,
+    d: usize,
+    rows: usize,
+    slots: usize,
+    /// `X̃` (`P × d`).
+    xt: RowMat,
+    /// `X̃ᵀ` (`d × P`).
+    xtt: RowMat,
+    /// MAE: content rows `x_p` of the masked queries (`m × d`).
+    xm: RowMat,
+    /// `Hᵀ` (`d × P`).
+    ht: RowMat,
+    /// MAE: query tokens `H_M = E_M` (`m × d`) and their transpose (`d × m`).
+    hq: RowMat,
+    hqt: RowMat,
+    /// `U` (`rows × d`).
+    u: RowMat,
+    /// Panel scratch: scores → attention (`QP × P`), outputs → residuals (`QP × d`), `t`
+    /// (`QP × P`).
+    sc: RowMat,
+    f: RowMat,
+    t: RowMat,
+    /// `Ds` rows (`rows × P`).
+    ds: RowMat,
+    /// CL: column sums of `A`, `c = (1/P) X̃ ∂L/∂G`, and `G`.
+    colsum: Vec<f32>,
+    c: Vec<f32>,
+    gvec: Vec<f32>,
+    /// Masked row index of every masked position.
+    row_of: Vec<usize>,
+    /// The chunk's `[W_1 … W_c]` (`d × cP`) and `[H_1; …; H_c]` (`cP × d`).
+    w: RowMat,
+    h: RowMat,
+    /// Gradient of the single-sample entry points (`d × d`).
+    grad: Option<RowMat>,
+}
+
+impl Workspace {
+    fn new(p: usize, d: usize, m: usize, objective: Objective) -> Self {
+        let mae = objective == Objective::Mae;
+        let rows = if mae { m } else { p };
+        let slots = if mae { SAMPLE_CHUNK } else { 2 * SAMPLE_CHUNK };
+        let mae_only = |r: usize, c: usize| {
+            if mae {
+                RowMat::zeros(r, c)
+            } else {
+                RowMat::zeros(0, c)
+            }
+        };
+        Self {
+            p,
+            d,
+            rows,
+            slots,
+            xt: RowMat::zeros(p, d),
+            xtt: RowMat::zeros(d, p),
+            xm: mae_only(m, d),
+            ht: RowMat::zeros(d, p),
+            hq: mae_only(m, d),
+            hqt: if mae {
+                RowMat::zeros(d, m)
+            } else {
+                RowMat::zeros(0, 0)
+            },
+            u: RowMat::zeros(rows, d),
+            sc: RowMat::zeros(QP, p),
+            f: mae_only(QP, d),
+            t: mae_only(QP, p),
+            ds: RowMat::zeros(rows, p),
+            colsum: vec![0.0; p],
+            c: vec![0.0; p],
+            gvec: vec![0.0; d],
+            row_of: vec![usize::MAX; p],
+            w: RowMat::zeros(d, slots * p),
+            h: RowMat::zeros(slots * p, d),
+            grad: Some(RowMat::zeros(d, d)),
+        }
+    }
+
+    /// The gradient left by [`FastEngine::mae_sample`] or [`FastEngine::cl_view_backward`]
+    /// (`d × d`).
+    pub fn grad(&self) -> MatRef<'_, f32> {
+        self.grad
+            .as_ref()
+            .expect("gradient buffer present")
+            .view()
+            .faer()
+    }
+}
+
+/// Materialises view `mask` of `s` into `ws`: `X̃`, `X̃ᵀ`, `H` (into chunk slot `slot`), `Hᵀ`,
+/// and for MAE the masked content rows and the query tokens `H_M = E_M`, `H_Mᵀ`.
+#[inline(always)]
+fn materialize<S: Simd>(
+    simd: S,
+    ctx: &Ctx<'_>,
+    ws: &mut Workspace,
+    s: &Sample,
+    mask: &Mask,
+    slot: usize,
+    mae: bool,
+) {
+    let (p, d) = (ctx.p, ctx.d);
+    assert_eq!(mask.is_masked.len(), p, "mask of another geometry");
+    if mae {
+        assert!(
+            mask.masked.len() <= ws.rows,
+            "more masked rows than the workspace holds"
+        );
+        for (i, &q) in mask.masked.iter().enumerate() {
+            ws.row_of[q] = i;
+        }
+    }
+    {
+        let (sx, sxt, sxm) = (ws.xt.stride(), ws.xtt.stride(), ws.xm.stride());
+        let xt = ws.xt.data_mut();
+        let xtt = ws.xtt.data_mut();
+        let xm = ws.xm.data_mut();
+        let row_of = &ws.row_of;
+        let masked = &mask.is_masked;
+        ctx.dm.write_content(s, |q, j, v| {
+            let v = v as f32;
+            let vis = if masked[q] {
+                if mae {
+                    xm[row_of[q] * sxm + j] = v;
+                }
+                0.0
+            } else {
+                v
+            };
+            xt[q * sx + j] = vis;
+            xtt[j * sxt + q] = vis;
+        });
+    }
+    for q in 0..p {
+        kernels::add_rows(simd, ws.h.row_mut(slot * p + q), ws.xt.row(q), ctx.e.row(q));
+    }
+    for j in 0..d {
+        kernels::add_rows(simd, ws.ht.row_mut(j), ws.xtt.row(j), ctx.et.row(j));
+    }
+    if mae {
+        for (i, &q) in mask.masked.iter().enumerate() {
+            ws.hq.row_mut(i).copy_from_slice(ctx.e.row(q));
+        }
+        for j in 0..d {
+            let et = ctx.et.row(j);
+            for (dst, &q) in ws.hqt.row_mut(j).iter_mut().zip(&mask.masked) {
+                *dst = et[q];
+            }
+        }
+    }
+}
+
+/// `dst (=|+=) a·b` on the engine's product backend.
+#[inline(always)]
+fn product<S: Simd>(
+    simd: S,
+    backend: MatmulBackend,
+    dst: ViewMut<'_>,
+    a: View<'_>,
+    b: View<'_>,
+    accum: Accum,
+) {
+    match backend {
+        MatmulBackend::Faer => matmul(dst.faer(), accum, a.faer(), b.faer(), 1.0f32, Par::Seq),
+        MatmulBackend::Pulp => kernels::gemm(simd, dst, a, b, accum),
+    }
+}
+
+/// One chunk's partial result.
+struct Part {
+    grad: RowMat,
+    loss: f64,
+}
+
+/// The fused f32 SIMD engine (see the module docs).
+pub struct FastEngine<'a> {
+    dm: &'a DataModel,
+    objective: Objective,
+    tau: f64,
+    isa: Isa,
+    arch: Arch,
+    backend: MatmulBackend,
+    e: RowMat,
+    et: RowMat,
+    q: RowMat,
+    pool: Mutex<Vec<Workspace>>,
+    parts: Vec<Part>,
+    /// CL: `G` of every view (`2n × d`, row `2i + v`), then `∂L/∂G` in the same layout.
+    gbuf: Vec<f32>,
+    dgbuf: Vec<f32>,
+}
+
+impl<'a> FastEngine<'a> {
+    /// A fast engine for `objective` (temperature `tau` for CL) on `isa`, with one workspace per
+    /// thread of the current rayon pool.
+    ///
+    /// # Errors
+    /// [`Error::Isa`] when this CPU or build cannot run `isa`.
+    pub fn new(dm: &'a DataModel, objective: Objective, tau: f64, isa: Isa) -> Result<Self> {
+        let arch = isa.arch().ok_or_else(|| Error::Isa {
+            requested: isa.name().to_string(),
+            available: Isa::available()
+                .iter()
+                .map(|i| i.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        let (p, d) = (dm.p(), dm.d());
+        let mut e = RowMat::zeros(p, d);
+        let mut et = RowMat::zeros(d, p);
+        for i in 0..p {
+            for j in 0..d {
+                let v = dm.emb.e[(i, j)] as f32;
+                e.row_mut(i)[j] = v;
+                et.row_mut(j)[i] = v;
+            }
+        }
+        let engine = Self {
+            dm,
+            objective,
+            tau,
+            isa,
+            arch,
+            backend: MatmulBackend::default_for(isa),
+            e,
+            et,
+            q: RowMat::zeros(d, d),
+            pool: Mutex::new(Vec::new()),
+            parts: Vec::new(),
+            gbuf: Vec::new(),
+            dgbuf: Vec::new(),
+        };
+        let ws = (0..rayon::current_num_threads())
+            .map(|_| engine.workspace())
+            .collect();
+        *engine.pool.lock().expect("pool lock") = ws;
+        Ok(engine)
+    }
+
+    /// The product backend in use.
+    pub fn backend(&self) -> MatmulBackend {
+        self.backend
+    }
+
+    /// Overrides the product backend (e.g. to time faer against our kernel).
+    pub fn set_backend(&mut self, backend: MatmulBackend) {
+        self.backend = backend;
+    }
+
+    /// The instruction set the kernels run on.
+    pub fn instruction_set(&self) -> Isa {
+        self.isa
+    }
+
+    /// A fresh workspace for this engine's geometry and objective.
+    pub fn workspace(&self) -> Workspace {
+        Workspace::new(self.dm.p(), self.dm.d(), self.dm.m, self.objective)
+    }
+
+    /// Converts `Q` (`d × d`, f64) into the engine's f32 copy used by every following call.
+    ///
+    /// # Panics
+    /// When `q` is not `d × d`.
+    #[track_caller]
+    pub fn set_q(&mut self, q: MatRef<'_, f64>) {
+        let d = self.dm.d();
+        assert_eq!((q.nrows(), q.ncols()), (d, d), "Q must be d × d");
+        for i in 0..d {
+            for (j, v) in self.q.row_mut(i).iter_mut().enumerate() {
+                *v = q[(i, j)] as f32;
+            }
+        }
+    }
+
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            dm: self.dm,
+            p: self.dm.p(),
+            d: self.dm.d(),
+            e: &self.e,
+            et: &self.et,
+            q: &self.q,
+            backend: self.backend,
+        }
+    }
+
+    #[track_caller]
+    fn check(&self, ws: &Workspace, objective: Objective) {
+        assert_eq!(
+            self.objective,
+            objective,
+            "engine built for {}",
+            self.objective.name()
+        );
+        assert_eq!(
+            (ws.p, ws.d),
+            (self.dm.p(), self.dm.d()),
+            "workspace of another geometry"
+        );
+    }
+
+    /// One MAE sample's fused forward + backward at the current `Q` ([`Self::set_q`]): returns
+    /// `ℓ = ½ Σ_{p∈M} ‖x_p − F_p‖²` and leaves `∇_Q ℓ` in [`Workspace::grad`].
+    ///
+    /// # Panics
+    /// When the engine is not an MAE engine or `ws` belongs to another engine.
+    #[track_caller]
+    pub fn mae_sample(&self, ws: &mut Workspace, s: &Sample) -> f64 {
+        self.check(ws, Objective::Mae);
+        let mut grad = ws.grad.take().expect("gradient buffer present");
+        let ctx = self.ctx();
+        let loss = self.arch.dispatch(mae::MaeChunk {
+            ctx: &ctx,
+            ws,
+            samples: std::slice::from_ref(s),
+            grad: grad.view_mut(),
+        });
+        ws.grad = Some(grad);
+        loss
+    }
+
+    /// One CL view's fused forward at the current `Q`: returns `G = (1/P) Σ_p F_p` of view `v`.
+    ///
+    /// # Panics
+    /// When the engine is not a CL engine, `ws` belongs to another engine or `v > 1`.
+    #[track_caller]
+    pub fn cl_view_forward<'w>(&self, ws: &'w mut Workspace, s: &Sample, v: usize) -> &'w [f32] {
+        self.check(ws, Objective::Cl);
+        assert!(v < 2, "CL has views 0 and 1");
+        let ctx = self.ctx();
+        self.arch.dispatch(cl::ClViewForward {
+            ctx: &ctx,
+            ws,
+            sample: s,
+            view: v,
+        });
+        &ws.gvec
+    }
+
+    /// One CL view's fused backward at the current `Q` given `dg = ∂L/∂G` (length d): leaves
+    /// the view's `∇_Q` in [`Workspace::grad`].
+    ///
+    /// # Panics
+    /// When the engine is not a CL engine, `ws` belongs to another engine, `v > 1` or `dg` is
+    /// not of length d.
+    #[track_caller]
+    pub fn cl_view_backward(&self, ws: &mut Workspace, s: &Sample, v: usize, dg: &[f32]) {
+        self.check(ws, Objective::Cl);
+        assert!(v < 2, "CL has views 0 and 1");
+        assert_eq!(dg.len(), self.dm.d(), "dg must have length d");
+        let mut grad = ws.grad.take().expect("gradient buffer present");
+        let ctx = self.ctx();
+        self.arch.dispatch(cl::ClBackwardChunk {
+            ctx: &ctx,
+            ws,
+            samples: std::slice::from_ref(s),
+            views: &[v],
+            dg,
+            grad: grad.view_mut(),
+        });
+        ws.grad = Some(grad);
+    }
+
+    /// Runs `work(chunk index, samples, workspace, partial)` for every chunk in parallel.
+    fn for_chunks(
+        &mut self,
+        batch: &[Sample],
+        work: impl Fn(&Ctx<'_>, usize, &[Sample], &mut Workspace, &mut Part) + Sync,
+    ) {
+        let n = batch.len();
+        let chunks = n.div_ceil(SAMPLE_CHUNK);
+        let d = self.dm.d();
+        while self.parts.len() < chunks {
+            self.parts.push(Part {
+                grad: RowMat::zeros(d, d),
+                loss: 0.0,
+            });
+        }
+        let Self {
+            dm,
+            objective,
+            e,
+            et,
+            q,
+            backend,
+            pool,
+            parts,
+            ..
+        } = self;
+        let (dm, pool): (&DataModel, &Mutex<Vec<Workspace>>) = (dm, pool);
+        let ctx = Ctx {
+            dm,
+            p: dm.p(),
+            d,
+            e,
+            et,
+            q,
+            backend: *backend,
+        };
+        let objective = *objective;
+        parts[..chunks]
+            .par_iter_mut()
+            .enumerate()
+            .for_each(|(c, part)| {
+                let taken = pool.lock().expect("pool lock").pop();
+                let mut ws = taken.unwrap_or_else(|| Workspace::new(dm.p(), d, dm.m, objective));
+                let lo = c * SAMPLE_CHUNK;
+                let hi = (lo + SAMPLE_CHUNK).min(n);
+                work(&ctx, c, &batch[lo..hi], &mut ws, part);
+                pool.lock().expect("pool lock").push(ws);
+            });
+    }
+
+    fn mae_batch(&mut self, batch: &[Sample]) -> f64 {
+        let arch = self.arch;
+        self.for_chunks(batch, |ctx, _, samples, ws, part| {
+            part.loss = arch.dispatch(mae::MaeChunk {
+                ctx,
+                ws,
+                samples,
+                grad: part.grad.view_mut(),
+            });
+        });
+        self.parts[..batch.len().div_ceil(SAMPLE_CHUNK)]
+            .iter()
+            .map(|p| p.loss)
+            .sum::<f64>()
+            / batch.len() as f64
+    }
+
+    fn cl_batch(&mut self, batch: &[Sample]) -> f64 {
+        let (n, d, arch) = (batch.len(), self.dm.d(), self.arch);
+        let mut gbuf = std::mem::take(&mut self.gbuf);
+        gbuf.resize(2 * n * d, 0.0);
+        {
+            let Self {
+                dm,
+                e,
+                et,
+                q,
+                backend,
+                pool,
+                objective,
+                ..
+            } = &*self;
+            let ctx = Ctx {
+                dm,
+                p: dm.p(),
+                d,
+                e,
+                et,
+                q,
+                backend: *backend,
+            };
+            gbuf.par_chunks_mut(2 * SAMPLE_CHUNK * d)
+                .enumerate()
+                .for_each(|(c, out)| {
+                    let taken = pool.lock().expect("pool lock").pop();
+                    let mut ws =
+                        taken.unwrap_or_else(|| Workspace::new(dm.p(), d, dm.m, *objective));
+                    let lo = c * SAMPLE_CHUNK;
+                    let samples = &batch[lo..(lo + SAMPLE_CHUNK).min(n)];
+                    arch.dispatch(cl::ClForwardChunk {
+                        ctx: &ctx,
+                        ws: &mut ws,
+                        samples,
+                        out,
+                    });
+                    pool.lock().expect("pool lock").push(ws);
+                });
+        }
+        let g1 = Mat::from_fn(n, d, |i, j| gbuf[2 * i * d + j] as f64);
+        let g2 = Mat::from_fn(n, d, |i, j| gbuf[(2 * i + 1) * d + j] as f64);
+        let (loss, d1, d2) = info_nce(g1.as_ref(), g2.as_ref(), self.tau);
+        let mut dgbuf = std::mem::take(&mut self.dgbuf);
+        dgbuf.resize(2 * n * d, 0.0);
+        for i in 0..n {
+            for j in 0..d {
+                dgbuf[2 * i * d + j] = d1[(i, j)] as f32;
+                dgbuf[(2 * i + 1) * d + j] = d2[(i, j)] as f32;
+            }
+        }
+        self.for_chunks(batch, |ctx, c, samples, ws, part| {
+            let lo = 2 * c * SAMPLE_CHUNK * d;
+            let dg = &dgbuf[lo..lo + 2 * samples.len() * d];
+            arch.dispatch(cl::ClBackwardChunk {
+                ctx,
+                ws,
+                samples,
+                views: &[0, 1],
+                dg,
+                grad: part.grad.view_mut(),
+            });
+            part.loss = 0.0;
+        });
+        self.gbuf = gbuf;
+        self.dgbuf = dgbuf;
+        loss
+    }
+}
+
+impl Engine for FastEngine<'_> {
+    fn name(&self) -> &'static str {
+        "fast"
+    }
+
+    fn isa(&self) -> String {
+        self.isa.name().to_string()
+    }
+
+    fn loss_grad(
+        &mut self,
+        q: MatRef<'_, f64>,
+        batch: &[Sample],
+        mut grad: MatMut<'_, f64>,
+    ) -> f64 {
+        assert!(!batch.is_empty(), "empty batch");
+        self.set_q(q);
+        let loss = match self.objective {
+            Objective::Mae => self.mae_batch(batch),
+            Objective::Cl => self.cl_batch(batch),
+        };
+        // Fold the chunk partials in chunk order (f64): bit-identical at any thread count.
+        let d = self.dm.d();
+        grad.fill(0.0);
+        let chunks = batch.len().div_ceil(SAMPLE_CHUNK);
+        for part in &self.parts[..chunks] {
+            for i in 0..d {
+                let row = part.grad.row(i);
+                for (j, &v) in row.iter().enumerate() {
+                    grad[(i, j)] += v as f64;
+                }
+            }
+        }
+        if self.objective == Objective::Mae {
+            grad *= faer::Scale(1.0 / batch.len() as f64);
+        }
+        loss
+    }
+}
