@@ -19,7 +19,9 @@ pub mod observables;
 pub mod provenance;
 pub mod record;
 pub mod report;
+pub mod reproduce;
 pub mod rng;
+pub mod sweep;
 pub mod train;
 
 pub use error::{Error, Result};

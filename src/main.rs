@@ -15,6 +15,7 @@ use vitssl::engine::EngineKind;
 use vitssl::isa::Isa;
 use vitssl::provenance::{Provenance, cpu_model};
 use vitssl::record::{ConfigColumns, RowWriter, train_row};
+use vitssl::sweep::Shard;
 use vitssl::train::Run;
 
 #[derive(Parser)]
@@ -34,6 +35,8 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Print the CPU, its SIMD levels and the versions in this build.
     Info,
+    /// Run the experiments behind the paper's claims: claims table, per-run CSVs, figures.
+    Reproduce(ReproduceArgs),
     /// Compare, regression-check and plot benchmark results.
     #[command(subcommand)]
     Report(vitssl::report::ReportCommand),
@@ -140,6 +143,92 @@ struct TrainArgs {
     /// Output CSV (default: target/vitssl/train-<objective>.csv).
     #[arg(long, value_name = "FILE.csv")]
     out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// Reduced experiment set (a few minutes); the full set takes longer.
+    #[arg(long)]
+    quick: bool,
+    /// Output directory.
+    #[arg(long, default_value = "results/reproduce")]
+    out: PathBuf,
+    /// Run only the i-th of n contiguous slices of the experiment list (1-based), e.g. 2/4.
+    /// Claims and figures are then left to `--assemble` on the gathered files.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<Shard>,
+    /// Only make claims.csv, claims.md and the figures from the files already in --out.
+    #[arg(long)]
+    assemble: bool,
+    /// Engine.
+    #[arg(long, value_enum, default_value = "fast")]
+    engine: EngineArg,
+    /// SIMD level of the fast engine (default: $VITSSL_ISA, else auto).
+    #[arg(long)]
+    isa: Option<String>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    s.parse().map_err(|e: vitssl::Error| e.to_string())
+}
+
+fn resolve_isa(isa: &Option<String>) -> Result<Isa> {
+    Ok(match isa {
+        Some(name) => Isa::resolve(name)?,
+        None => Isa::from_env()?,
+    })
+}
+
+fn engine_kind(e: EngineArg) -> EngineKind {
+    match e {
+        EngineArg::Fast => EngineKind::Fast,
+        EngineArg::Reference => EngineKind::Reference,
+    }
+}
+
+fn reproduce(args: ReproduceArgs) -> Result<()> {
+    if !args.assemble {
+        let threads = init_threads(args.threads)?;
+        let opts = vitssl::reproduce::Options {
+            quick: args.quick,
+            out: args.out.clone(),
+            shard: args.shard.unwrap_or(Shard::ALL),
+            engine: engine_kind(args.engine),
+            isa: resolve_isa(&args.isa)?,
+            threads,
+            verbose: true,
+        };
+        let start = std::time::Instant::now();
+        let rows = vitssl::reproduce::run(&opts)?;
+        eprintln!(
+            "{} runs in {:.0} s; runs.csv and traces/ in {}",
+            rows.len(),
+            start.elapsed().as_secs_f64(),
+            args.out.display()
+        );
+        if !opts.shard.is_all() {
+            eprintln!(
+                "shard {}/{} done: gather every shard's traces/ and runs.csv rows (in shard order) in one directory, then run `vitssl reproduce --assemble --out DIR`",
+                opts.shard.index, opts.shard.count
+            );
+            return Ok(());
+        }
+    }
+    let claims = vitssl::reproduce::assemble(&args.out)?;
+    println!("{}", std::fs::read_to_string(args.out.join("claims.md"))?);
+    let failed = claims
+        .iter()
+        .filter(|c| c.pass == vitssl::reproduce::claims::Verdict::Fail)
+        .count();
+    println!(
+        "{} claims judged, {failed} failed; claims.csv, claims.md and the figures are in {}",
+        claims.len(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn parse_pair(s: &str) -> std::result::Result<(f64, f64), String> {
@@ -261,15 +350,8 @@ fn train(args: TrainArgs) -> Result<()> {
     let threads = init_threads(args.threads)?;
     let run = Run::new(cfg)?;
     let t = &run.cfg.train;
-    let isa = match &args.isa {
-        Some(name) => Isa::resolve(name)?,
-        None => Isa::from_env()?,
-    };
-    let kind = match args.engine {
-        EngineArg::Fast => EngineKind::Fast,
-        EngineArg::Reference => EngineKind::Reference,
-    };
-    let mut engine = vitssl::engine::build(kind, isa, &run.dm, t)?;
+    let isa = resolve_isa(&args.isa)?;
+    let mut engine = vitssl::engine::build(engine_kind(args.engine), isa, &run.dm, t)?;
     let out = args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!("target/vitssl/train-{}.csv", t.objective.name()))
     });
@@ -378,6 +460,7 @@ fn main() -> std::process::ExitCode {
             info();
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Reproduce(args) => reproduce(args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Report(cmd) => vitssl::report::run(cmd),
     };
     match result {
