@@ -270,11 +270,16 @@ pub fn trace_file(id: &str) -> String {
     format!("{}.csv", id.replace('/', "_"))
 }
 
-/// Runs this shard's points, writing `runs.csv`, the traces and the headline attention rows.
-/// `runs.csv` is flushed row by row, so an interrupted sweep keeps the points it finished.
+/// Runs this shard's slice of [`experiments`]; see [`run_points`].
 pub fn run(opts: &Options) -> Result<Vec<RunRow>> {
-    let all = experiments(opts.quick);
-    let points = opts.shard.slice(&all);
+    run_points(opts, &experiments(opts.quick))
+}
+
+/// Runs this shard's slice of `all`, writing `runs.csv`, the traces and the headline attention
+/// rows into `opts.out`. `runs.csv` is flushed row by row, so an interrupted sweep keeps the
+/// points it finished.
+pub fn run_points(opts: &Options, all: &[Point]) -> Result<Vec<RunRow>> {
+    let points = opts.shard.slice(all);
     let traces = opts.out.join("traces");
     std::fs::create_dir_all(&traces)
         .with_context(|| format!("cannot create {}", traces.display()))?;
