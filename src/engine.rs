@@ -9,7 +9,7 @@ use crate::objectives::batch_loss_grad;
 use faer::{MatMut, MatRef};
 
 /// Computes a batch's loss and gradient.
-pub trait Engine {
+pub trait Engine: Send {
     /// `reference` or `fast`.
     fn name(&self) -> &'static str;
     /// The instruction set the engine runs on, as recorded in CSV rows.

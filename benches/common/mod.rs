@@ -1,0 +1,68 @@
+//! Inputs shared by the benches: seeded models at the benchmark sizes.
+
+#![allow(dead_code)]
+
+use vitssl::config::{GeometryConfig, LayoutSpec, Objective, RunConfig};
+use vitssl::data::Sample;
+use vitssl::rng::{Stream, stream};
+use vitssl::train::Run;
+
+/// Patches P of the kernel and step benches: 4×4, 8×8, 12×12 and 16×16 grids.
+pub const SIZES: [usize; 4] = [16, 64, 144, 256];
+
+/// The default model (block 2, ρ = 0.5, K = 2) on a √P × √P grid, with a seeded random Q
+/// (entries N(0, 0.1²)) so the softmax is not uniform.
+pub fn model(objective: Objective, p: usize) -> Run {
+    let side = (p as f64).sqrt() as usize;
+    assert_eq!(side * side, p);
+    let mut cfg = RunConfig::for_objective(objective);
+    cfg.geometry = GeometryConfig {
+        rows: side,
+        cols: side,
+        clusters: 2,
+        layout: LayoutSpec::Blocks {
+            block: 2,
+            global_frac: 0.5,
+        },
+    };
+    cfg.train.init_scale = 0.1;
+    cfg.seed = 2024;
+    Run::new(cfg).expect("benchmark config is valid")
+}
+
+/// `n` seeded samples with the objective's number of views.
+pub fn batch(run: &Run, n: usize) -> Vec<Sample> {
+    let mut rng = stream(run.cfg.seed, Stream::Train);
+    (0..n).map(|_| run.dm.sample(&mut rng, run.views())).collect()
+}
+
+/// Every available ISA, with a printed note for each one skipped.
+pub fn isas() -> Vec<vitssl::isa::Isa> {
+    for isa in vitssl::isa::Isa::ALL {
+        if !isa.is_available() {
+            eprintln!("note: ISA {isa} not available on this machine/build: its variants are skipped");
+        }
+    }
+    vitssl::isa::Isa::available()
+}
+
+/// Writes the rows of `metas` measured since `since` into `file`, with a summary line.
+pub fn finish(file: &str, metas: &[vitssl::bench::BenchMeta], since: std::time::SystemTime) {
+    if vitssl::bench::test_mode() {
+        return;
+    }
+    let peak = vitssl::bench::calibrate_peak_gflops(vitssl::isa::Isa::best(), 1);
+    let result = vitssl::bench::rows(metas, since, Some(peak))
+        .and_then(|rows| vitssl::bench::write(file, metas, &rows).map(|p| (p, rows.len())));
+    match result {
+        Ok((path, n)) => eprintln!(
+            "wrote {n} of {} rows to {} (FMA peak of one core: {peak:.1} GFLOP/s)",
+            metas.len(),
+            path.display()
+        ),
+        Err(e) => {
+            eprintln!("error: cannot write {file}: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Kernel benches: the FMA peak, `exp`, and one sample's fused forward + backward.
+//!
+//! Groups (criterion ids `group/variant/size`):
+//! - `fma_peak/<isa>/1`: the FMA-throughput loop on one core (the roofline of the others);
+//! - `exp/<libm|vector-isa>/4096`: 4096 f32 exponentials (throughput in elements);
+//! - `mae_sample/<reference|fast-isa>/P`: one MAE sample, forward and backward;
+//! - `cl_view/<reference|fast-isa>/P`: one CL view, forward and backward.
+//!
+//! Throughput is set to the SPEC §12 FLOP count (criterion reports it as "elements": one
+//! element = one FLOP). Results go to `results/<machine-tag>/kernels.csv` (see `vitssl::bench`).
+
+mod common;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use faer::Mat;
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+use vitssl::bench::{BenchMeta, FmaPeak};
+use vitssl::config::Objective;
+use vitssl::fast::{FastEngine, cl_flops, exp::exp_in_place, mae_flops};
+use vitssl::objectives;
+
+fn fma_peak(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
+    let mut g = c.benchmark_group("fma_peak");
+    let iters = 100_000;
+    for isa in common::isas() {
+        let arch = isa.arch().expect("available");
+        let flops = FmaPeak { iters, seed: 1.0 }.flops(isa);
+        g.throughput(Throughput::Elements(flops as u64));
+        g.bench_with_input(BenchmarkId::new(isa.name(), 1), &iters, |b, &iters| {
+            b.iter(|| arch.dispatch(FmaPeak { iters, seed: black_box(1.0) }))
+        });
+        metas.push(BenchMeta::new("fma_peak", isa.name(), 1, 0, 0, 1, 1, isa.name(), flops, true));
+    }
+    g.finish();
+}
+
+fn exp(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
+    let n = 4096;
+    let input: Vec<f32> = (0..n).map(|i| -87.0 + 175.0 * i as f32 / n as f32).collect();
+    let mut out = vec![0f32; n];
+    let mut g = c.benchmark_group("exp");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(BenchmarkId::new("libm", n), |b| {
+        b.iter(|| {
+            for (o, x) in out.iter_mut().zip(black_box(&input)) {
+                *o = x.exp();
+            }
+        })
+    });
+    metas.push(BenchMeta::new("exp", "libm", n, 0, 0, n, 1, "scalar", n as f64, false));
+    for isa in common::isas() {
+        let arch = isa.arch().expect("available");
+        let variant = format!("vector-{isa}");
+        g.bench_function(BenchmarkId::new(&variant, n), |b| {
+            b.iter(|| {
+                out.copy_from_slice(black_box(&input));
+                exp_in_place(arch, &mut out);
+            })
+        });
+        metas.push(BenchMeta::new("exp", &variant, n, 0, 0, n, 1, isa.name(), n as f64, false));
+    }
+    g.finish();
+}
+
+fn mae_sample(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
+    let mut g = c.benchmark_group("mae_sample");
+    for p in common::SIZES {
+        let run = common::model(Objective::Mae, p);
+        let (d, m) = (run.dm.d(), run.dm.m);
+        let s = common::batch(&run, 1).remove(0);
+        let q = run.initial_q();
+        let flops = mae_flops(p, d, m) as f64;
+        g.throughput(Throughput::Elements(flops as u64));
+        let mut grad = Mat::<f64>::zeros(d, d);
+        g.bench_function(BenchmarkId::new("reference", p), |b| {
+            b.iter(|| objectives::mae_sample(&run.dm, q.as_ref(), black_box(&s), Some(grad.as_mut()), 1.0))
+        });
+        metas.push(BenchMeta::new("mae_sample", "reference", p, p, d, 1, 1, "f64", flops, true));
+        for isa in common::isas() {
+            let mut engine = FastEngine::new(&run.dm, Objective::Mae, 1.0, isa).expect("available isa");
+            engine.set_q(q.as_ref());
+            let mut ws = engine.workspace();
+            let variant = format!("fast-{isa}");
+            g.bench_function(BenchmarkId::new(&variant, p), |b| b.iter(|| engine.mae_sample(&mut ws, black_box(&s))));
+            metas.push(BenchMeta::new("mae_sample", &variant, p, p, d, 1, 1, isa.name(), flops, true));
+        }
+    }
+    g.finish();
+}
+
+fn cl_view(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
+    let mut g = c.benchmark_group("cl_view");
+    for p in common::SIZES {
+        let run = common::model(Objective::Cl, p);
+        let d = run.dm.d();
+        let s = common::batch(&run, 1).remove(0);
+        let q = run.initial_q();
+        let dg64: Vec<f64> = (0..d).map(|j| ((j as f64) * 0.37).sin() * 0.01).collect();
+        let dg32: Vec<f32> = dg64.iter().map(|&x| x as f32).collect();
+        let flops = cl_flops(p, d) as f64;
+        g.throughput(Throughput::Elements(flops as u64));
+        let mut grad = Mat::<f64>::zeros(d, d);
+        g.bench_function(BenchmarkId::new("reference", p), |b| {
+            b.iter(|| {
+                let gv = objectives::cl_view_forward(&run.dm, q.as_ref(), black_box(&s), 0);
+                objectives::cl_view_backward(&run.dm, q.as_ref(), &s, 0, &dg64, grad.as_mut(), 1.0);
+                gv
+            })
+        });
+        metas.push(BenchMeta::new("cl_view", "reference", p, p, d, 1, 1, "f64", flops, true));
+        for isa in common::isas() {
+            let mut engine = FastEngine::new(&run.dm, Objective::Cl, 1.0, isa).expect("available isa");
+            engine.set_q(q.as_ref());
+            let mut ws = engine.workspace();
+            let variant = format!("fast-{isa}");
+            g.bench_function(BenchmarkId::new(&variant, p), |b| {
+                b.iter(|| {
+                    let g0 = engine.cl_view_forward(&mut ws, black_box(&s), 0)[0];
+                    engine.cl_view_backward(&mut ws, &s, 0, &dg32);
+                    g0
+                })
+            });
+            metas.push(BenchMeta::new("cl_view", &variant, p, p, d, 1, 1, isa.name(), flops, true));
+        }
+    }
+    g.finish();
+}
+
+fn main() {
+    let since = SystemTime::now();
+    let mut c = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    let mut metas = Vec::new();
+    fma_peak(&mut c, &mut metas);
+    exp(&mut c, &mut metas);
+    mae_sample(&mut c, &mut metas);
+    cl_view(&mut c, &mut metas);
+    c.final_summary();
+    common::finish("kernels.csv", &metas, since);
+}

@@ -1,0 +1,74 @@
+//! Step benches: one full gradient step (loss and `∇_Q L` of a batch of n = 256) through the
+//! `Engine` interface, as the training loop calls it.
+//!
+//! Groups `step_mae` and `step_cl`, criterion ids `group/variant/P` with variants
+//! `fast-<best isa>-t1`, `fast-<best isa>-t<all>`, and for MAE also `fast-scalar-t<all>` and
+//! `reference-t<all>` (the SIMD-vs-scalar and fast-vs-reference ratios). Throughput is the
+//! SPEC §12 FLOP count of the batch. Results go to `results/<machine-tag>/step.csv`.
+
+mod common;
+
+use criterion::{BenchmarkId, Criterion, Throughput};
+use faer::Mat;
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+use vitssl::bench::BenchMeta;
+use vitssl::config::Objective;
+use vitssl::engine::{EngineKind, build};
+use vitssl::fast::{cl_batch_flops, mae_flops};
+use vitssl::isa::Isa;
+
+const N: usize = 256;
+
+fn step(c: &mut Criterion, objective: Objective, metas: &mut Vec<BenchMeta>) {
+    let group = format!("step_{}", objective.name());
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let best = Isa::best();
+    let mut variants = vec![(EngineKind::Fast, best, 1), (EngineKind::Fast, best, all)];
+    if objective == Objective::Mae {
+        variants.push((EngineKind::Fast, Isa::Scalar, all));
+        variants.push((EngineKind::Reference, Isa::Scalar, all));
+    }
+    variants.dedup();
+    let mut g = c.benchmark_group(&group);
+    g.sample_size(10);
+    for p in common::SIZES {
+        let run = common::model(objective, p);
+        let d = run.dm.d();
+        let batch = common::batch(&run, N);
+        let q = run.initial_q();
+        let flops = match objective {
+            Objective::Mae => (N as u64 * mae_flops(p, d, run.dm.m)) as f64,
+            Objective::Cl => cl_batch_flops(p, d, N) as f64,
+        };
+        g.throughput(Throughput::Elements(flops as u64));
+        for &(kind, isa, threads) in &variants {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
+            let mut engine = pool.install(|| build(kind, isa, &run.dm, &run.cfg.train)).expect("engine");
+            let isa_name = engine.isa();
+            let variant = match kind {
+                EngineKind::Fast => format!("fast-{isa}-t{threads}"),
+                EngineKind::Reference => format!("reference-t{threads}"),
+            };
+            let mut grad = Mat::<f64>::zeros(d, d);
+            g.bench_function(BenchmarkId::new(&variant, p), |b| {
+                b.iter(|| pool.install(|| engine.loss_grad(q.as_ref(), black_box(&batch), grad.as_mut())))
+            });
+            metas.push(BenchMeta::new(&group, &variant, p, p, d, N, threads, &isa_name, flops, true));
+        }
+    }
+    g.finish();
+}
+
+fn main() {
+    let since = SystemTime::now();
+    let mut c = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+        .configure_from_args();
+    let mut metas = Vec::new();
+    step(&mut c, Objective::Mae, &mut metas);
+    step(&mut c, Objective::Cl, &mut metas);
+    c.final_summary();
+    common::finish("step.csv", &metas, since);
+}
