@@ -447,6 +447,7 @@ fn info() {
     let names = |v: Vec<Isa>| v.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
     println!("simd levels available: {}", names(Isa::available()));
     println!("best level: {}", Isa::best());
+    println!("machine tag: {}", vitssl::bench::machine_tag());
     match Isa::from_env() {
         Ok(isa) => println!("level in use (auto / VITSSL_ISA): {isa}"),
         Err(e) => println!("level in use: VITSSL_ISA is invalid: {e}"),
