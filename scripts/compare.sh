@@ -10,5 +10,6 @@ if [[ $# -lt 2 ]]; then
     echo "usage: $0 RESULTS_A RESULTS_B [MORE...] [vitssl report compare flags]" >&2
     exit 2
 fi
-cd "$(dirname "$0")/.."
-exec cargo run --release --quiet -- report compare "$@"
+# No cd: relative input paths stay relative to the caller's directory.
+exec cargo run --release --quiet --manifest-path "$(dirname "$0")/../Cargo.toml" -- \
+    report compare "$@"

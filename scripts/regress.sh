@@ -24,8 +24,9 @@ trap 'git -C "$root" worktree remove --force "$tree"' EXIT
 git -C "$root" worktree add --detach "$tree" "$old" >/dev/null
 
 # `--bench '*'` runs the criterion targets only (libtest would reject --save-baseline).
-# A shared target directory reuses the compiled dependencies.
-(cd "$tree" && CARGO_TARGET_DIR="$root/target" \
+# The old tree builds into its own target directory: sharing one would let cargo take the old
+# bench binaries for fresh when the new tree is built.
+(cd "$tree" && CARGO_TARGET_DIR="$root/target/regress-old" \
     cargo bench --bench '*' -- --save-baseline before "$@")
 (cd "$root" && cargo bench --bench '*' -- --save-baseline after "$@")
 

@@ -294,7 +294,7 @@ fn compare_by_variant_shows_simd_speedup_per_size() {
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("relative to fast-scalar"), "{stdout}");
     assert!(
-        stdout.contains("| 16 | 2.00 µs | 500 ns | 0.250 | 4.00× | 8.00 µs | 4.000 | 0.25× |"),
+        stdout.contains("| 16 | 2.00 µs | 500 ns | 0.250 | 4.00× | 8.00 µs | 4.00 | 0.250× |"),
         "{stdout}"
     );
     assert!(stdout.contains("| 64 | — | 1.50 µs | — |"), "{stdout}");
@@ -345,6 +345,15 @@ fn unreadable_and_foreign_files_are_named() {
     assert!(e.contains(s(&broken)), "{e}");
     let e = read_results(&root.join("empty")).unwrap_err().to_string();
     assert!(e.contains("empty"), "{e}");
+
+    // A directory with convergence rows only has nothing to compare.
+    let conv = root.join("conv-only");
+    write_csv(
+        &conv.join("convergence.csv"),
+        &[convergence("scale/mae/4", "mae", 4, 0.1, 10)],
+    );
+    let e = Source::Path(conv.clone()).load().unwrap_err().to_string();
+    assert!(e.contains("no timing rows") && e.contains(s(&conv)), "{e}");
 }
 
 /// Writes criterion 0.8's files for one benchmark and baseline.

@@ -245,6 +245,15 @@ pub fn fmt_ns(ns: f64) -> String {
     }
 }
 
+/// A ratio with three significant digits (`143`, `2.00`, `0.00701`).
+pub fn fmt_ratio(x: f64) -> String {
+    if !x.is_finite() || x == 0.0 {
+        return format!("{x}");
+    }
+    let p = (2 - x.abs().log10().floor() as i32).clamp(0, 12) as usize;
+    format!("{x:.p$}")
+}
+
 /// A median with its confidence interval, `1.000 µs [0.995, 1.005]`: all three in the median's
 /// unit, with four significant digits on the median so that narrow intervals stay readable.
 pub fn fmt_interval(median: f64, lower: f64, upper: f64) -> String {
@@ -288,10 +297,10 @@ impl Comparison {
                 for v in &vals[1..] {
                     let _ = write!(
                         s,
-                        " {} | {:.3} | {:.2}× |",
+                        " {} | {} | {}× |",
                         fmt_ns(*v),
-                        v / vals[0],
-                        vals[0] / v
+                        fmt_ratio(v / vals[0]),
+                        fmt_ratio(vals[0] / v)
                     );
                 }
                 s.push('\n');

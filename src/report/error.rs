@@ -63,6 +63,12 @@ pub enum ReportError {
         /// The directory.
         path: PathBuf,
     },
+    /// An input to compare or regress holds no timing rows.
+    #[error("{path} holds no timing rows: compare and regress read kernels.csv and step.csv")]
+    NoTimings {
+        /// The directory or file.
+        path: PathBuf,
+    },
     /// A criterion baseline name was not found.
     #[error(
         "no criterion baseline '{name}' under {dir} (baselines found: {found}); \

@@ -244,6 +244,9 @@ impl Source {
         let rows = match self {
             Source::Path(p) => {
                 let results = read_results(p)?;
+                if results.bench.is_empty() {
+                    return Err(ReportError::NoTimings { path: p.clone() });
+                }
                 results.bench.iter().map(Measurement::from).collect()
             }
             Source::Criterion { dir, baseline } => read_criterion_baseline(dir, baseline)?,

@@ -32,10 +32,10 @@ pub struct RegressArgs {
     #[arg(long, value_name = "INPUT")]
     pub current: String,
     /// Slowdown to tolerate: a percentage (5%) or a fraction in [0, 1] (0.05).
-    #[arg(long, default_value = "5%", value_parser = parse_threshold)]
+    #[arg(long, value_name = "T", default_value = "5%", value_parser = parse_threshold)]
     pub threshold: f64,
     /// Read --baseline and --current as criterion baseline names under this directory
-    /// (e.g. target/criterion, where `cargo bench -- --save-baseline NAME` puts them).
+    /// (e.g. target/criterion, where `cargo bench --bench '*' -- --save-baseline NAME` puts them).
     #[arg(long, value_name = "DIR")]
     pub criterion_dir: Option<PathBuf>,
 }
