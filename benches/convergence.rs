@@ -35,7 +35,12 @@ fn points() -> Vec<Point> {
     let mut pts = Vec::new();
     for obj in [Objective::Mae, Objective::Cl] {
         for side in [4, 6, 8, 10, 12] {
-            pts.push(point(obj, side, 0.5, format!("scale/{}/{side}x{side}", obj.name())));
+            pts.push(point(
+                obj,
+                side,
+                0.5,
+                format!("scale/{}/{side}x{side}", obj.name()),
+            ));
         }
         for rho in [0.2, 0.35, 0.5, 0.65, 0.8] {
             pts.push(point(obj, 8, rho, format!("gap/{}/rho{rho}", obj.name())));
@@ -72,7 +77,11 @@ fn main() {
             row.id,
             row.p,
             row.delta,
-            if row.converged { "converged" } else { "NOT converged" },
+            if row.converged {
+                "converged"
+            } else {
+                "NOT converged"
+            },
             row.steps,
             row.seconds
         );

@@ -28,16 +28,34 @@ fn fma_peak(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
         let flops = FmaPeak { iters, seed: 1.0 }.flops(isa);
         g.throughput(Throughput::Elements(flops as u64));
         g.bench_with_input(BenchmarkId::new(isa.name(), 1), &iters, |b, &iters| {
-            b.iter(|| arch.dispatch(FmaPeak { iters, seed: black_box(1.0) }))
+            b.iter(|| {
+                arch.dispatch(FmaPeak {
+                    iters,
+                    seed: black_box(1.0),
+                })
+            })
         });
-        metas.push(BenchMeta::new("fma_peak", isa.name(), 1, 0, 0, 1, 1, isa.name(), flops, true));
+        metas.push(BenchMeta::new(
+            "fma_peak",
+            isa.name(),
+            1,
+            0,
+            0,
+            1,
+            1,
+            isa.name(),
+            flops,
+            true,
+        ));
     }
     g.finish();
 }
 
 fn exp(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
     let n = 4096;
-    let input: Vec<f32> = (0..n).map(|i| -87.0 + 175.0 * i as f32 / n as f32).collect();
+    let input: Vec<f32> = (0..n)
+        .map(|i| -87.0 + 175.0 * i as f32 / n as f32)
+        .collect();
     let mut out = vec![0f32; n];
     let mut g = c.benchmark_group("exp");
     g.throughput(Throughput::Elements(n as u64));
@@ -48,7 +66,9 @@ fn exp(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
             }
         })
     });
-    metas.push(BenchMeta::new("exp", "libm", n, 0, 0, n, 1, "scalar", n as f64, false));
+    metas.push(BenchMeta::new(
+        "exp", "libm", n, 0, 0, n, 1, "scalar", n as f64, false,
+    ));
     for isa in common::isas() {
         let arch = isa.arch().expect("available");
         let variant = format!("vector-{isa}");
@@ -58,7 +78,18 @@ fn exp(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
                 exp_in_place(arch, &mut out);
             })
         });
-        metas.push(BenchMeta::new("exp", &variant, n, 0, 0, n, 1, isa.name(), n as f64, false));
+        metas.push(BenchMeta::new(
+            "exp",
+            &variant,
+            n,
+            0,
+            0,
+            n,
+            1,
+            isa.name(),
+            n as f64,
+            false,
+        ));
     }
     g.finish();
 }
@@ -74,16 +105,43 @@ fn mae_sample(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
         g.throughput(Throughput::Elements(flops as u64));
         let mut grad = Mat::<f64>::zeros(d, d);
         g.bench_function(BenchmarkId::new("reference", p), |b| {
-            b.iter(|| objectives::mae_sample(&run.dm, q.as_ref(), black_box(&s), Some(grad.as_mut()), 1.0))
+            b.iter(|| {
+                objectives::mae_sample(&run.dm, q.as_ref(), black_box(&s), Some(grad.as_mut()), 1.0)
+            })
         });
-        metas.push(BenchMeta::new("mae_sample", "reference", p, p, d, 1, 1, "f64", flops, true));
+        metas.push(BenchMeta::new(
+            "mae_sample",
+            "reference",
+            p,
+            p,
+            d,
+            1,
+            1,
+            "f64",
+            flops,
+            true,
+        ));
         for isa in common::isas() {
-            let mut engine = FastEngine::new(&run.dm, Objective::Mae, 1.0, isa).expect("available isa");
+            let mut engine =
+                FastEngine::new(&run.dm, Objective::Mae, 1.0, isa).expect("available isa");
             engine.set_q(q.as_ref());
             let mut ws = engine.workspace();
             let variant = format!("fast-{isa}");
-            g.bench_function(BenchmarkId::new(&variant, p), |b| b.iter(|| engine.mae_sample(&mut ws, black_box(&s))));
-            metas.push(BenchMeta::new("mae_sample", &variant, p, p, d, 1, 1, isa.name(), flops, true));
+            g.bench_function(BenchmarkId::new(&variant, p), |b| {
+                b.iter(|| engine.mae_sample(&mut ws, black_box(&s)))
+            });
+            metas.push(BenchMeta::new(
+                "mae_sample",
+                &variant,
+                p,
+                p,
+                d,
+                1,
+                1,
+                isa.name(),
+                flops,
+                true,
+            ));
         }
     }
     g.finish();
@@ -108,9 +166,21 @@ fn cl_view(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
                 gv
             })
         });
-        metas.push(BenchMeta::new("cl_view", "reference", p, p, d, 1, 1, "f64", flops, true));
+        metas.push(BenchMeta::new(
+            "cl_view",
+            "reference",
+            p,
+            p,
+            d,
+            1,
+            1,
+            "f64",
+            flops,
+            true,
+        ));
         for isa in common::isas() {
-            let mut engine = FastEngine::new(&run.dm, Objective::Cl, 1.0, isa).expect("available isa");
+            let mut engine =
+                FastEngine::new(&run.dm, Objective::Cl, 1.0, isa).expect("available isa");
             engine.set_q(q.as_ref());
             let mut ws = engine.workspace();
             let variant = format!("fast-{isa}");
@@ -121,7 +191,18 @@ fn cl_view(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
                     g0
                 })
             });
-            metas.push(BenchMeta::new("cl_view", &variant, p, p, d, 1, 1, isa.name(), flops, true));
+            metas.push(BenchMeta::new(
+                "cl_view",
+                &variant,
+                p,
+                p,
+                d,
+                1,
+                1,
+                isa.name(),
+                flops,
+                true,
+            ));
         }
     }
     g.finish();

@@ -43,8 +43,13 @@ fn step(c: &mut Criterion, objective: Objective, metas: &mut Vec<BenchMeta>) {
         };
         g.throughput(Throughput::Elements(flops as u64));
         for &(kind, isa, threads) in &variants {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("pool");
-            let mut engine = pool.install(|| build(kind, isa, &run.dm, &run.cfg.train)).expect("engine");
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .expect("pool");
+            let mut engine = pool
+                .install(|| build(kind, isa, &run.dm, &run.cfg.train))
+                .expect("engine");
             let isa_name = engine.isa();
             let variant = match kind {
                 EngineKind::Fast => format!("fast-{isa}-t{threads}"),
@@ -52,9 +57,13 @@ fn step(c: &mut Criterion, objective: Objective, metas: &mut Vec<BenchMeta>) {
             };
             let mut grad = Mat::<f64>::zeros(d, d);
             g.bench_function(BenchmarkId::new(&variant, p), |b| {
-                b.iter(|| pool.install(|| engine.loss_grad(q.as_ref(), black_box(&batch), grad.as_mut())))
+                b.iter(|| {
+                    pool.install(|| engine.loss_grad(q.as_ref(), black_box(&batch), grad.as_mut()))
+                })
             });
-            metas.push(BenchMeta::new(&group, &variant, p, p, d, N, threads, &isa_name, flops, true));
+            metas.push(BenchMeta::new(
+                &group, &variant, p, p, d, N, threads, &isa_name, flops, true,
+            ));
         }
     }
     g.finish();

@@ -241,36 +241,6 @@ pub fn peak_from(dir: &Path, isa: &str) -> Option<f64> {
         .map(|r| r.gflops)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slugs() {
-        assert_eq!(
-            slug("AMD EPYC 7B13 64-Core Processor"),
-            "amd-epyc-7b13-64-core-processor"
-        );
-        assert_eq!(slug("  "), "unknown");
-    }
-
-    #[test]
-    fn fma_peak_computes_the_recurrence() {
-        let k = FmaPeak {
-            iters: 3,
-            seed: 1.0,
-        };
-        let flops = k.flops(Isa::Scalar);
-        let got = pulp::Arch::Scalar.dispatch(k);
-        let mut x = 1.0f32;
-        for _ in 0..3 {
-            x = x.mul_add(0.999_9, 1e-4);
-        }
-        assert!((got - FMA_CHAINS as f32 * x).abs() < 1e-4, "{got}");
-        assert_eq!(flops, 2.0 * FMA_CHAINS as f64 * 3.0);
-    }
-}
-
 /// Measures the f32 FMA peak of `threads` cores on `isa` (GFLOP/s), best of 5 timed runs of
 /// [`FmaPeak`] on every thread of a fresh pool. Used as the denominator of `peak_fraction`.
 pub fn calibrate_peak_gflops(isa: Isa, threads: usize) -> f64 {
@@ -300,4 +270,34 @@ pub fn calibrate_peak_gflops(isa: Isa, threads: usize) -> f64 {
         best = best.max(flops / start.elapsed().as_nanos() as f64);
     }
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs() {
+        assert_eq!(
+            slug("AMD EPYC 7B13 64-Core Processor"),
+            "amd-epyc-7b13-64-core-processor"
+        );
+        assert_eq!(slug("  "), "unknown");
+    }
+
+    #[test]
+    fn fma_peak_computes_the_recurrence() {
+        let k = FmaPeak {
+            iters: 3,
+            seed: 1.0,
+        };
+        let flops = k.flops(Isa::Scalar);
+        let got = pulp::Arch::Scalar.dispatch(k);
+        let mut x = 1.0f32;
+        for _ in 0..3 {
+            x = x.mul_add(0.999_9, 1e-4);
+        }
+        assert!((got - FMA_CHAINS as f32 * x).abs() < 1e-4, "{got}");
+        assert_eq!(flops, 2.0 * FMA_CHAINS as f64 * 3.0);
+    }
 }

@@ -33,14 +33,18 @@ pub fn model(objective: Objective, p: usize) -> Run {
 /// `n` seeded samples with the objective's number of views.
 pub fn batch(run: &Run, n: usize) -> Vec<Sample> {
     let mut rng = stream(run.cfg.seed, Stream::Train);
-    (0..n).map(|_| run.dm.sample(&mut rng, run.views())).collect()
+    (0..n)
+        .map(|_| run.dm.sample(&mut rng, run.views()))
+        .collect()
 }
 
 /// Every available ISA, with a printed note for each one skipped.
 pub fn isas() -> Vec<vitssl::isa::Isa> {
     for isa in vitssl::isa::Isa::ALL {
         if !isa.is_available() {
-            eprintln!("note: ISA {isa} not available on this machine/build: its variants are skipped");
+            eprintln!(
+                "note: ISA {isa} not available on this machine/build: its variants are skipped"
+            );
         }
     }
     vitssl::isa::Isa::available()
