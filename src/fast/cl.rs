@@ -13,53 +13,76 @@
 //! more memory than the `2Pd² + 2P²d` it saves), writes `Ds_p· = A_p· ⊙ (c − ⟨A_p·, c⟩)` into
 //! `Ds` (`P × P`, the kernel's output), then `W = Hᵀ Ds` into the view's slot; per chunk of
 //! samples `∇_Q = Σ W H` over both views of every sample is one product.
+//!
+//! **Logits.** [`info_nce`] forms `S = G¹G²ᵀ/τ`, its row softmax `Π`, the loss and
+//! `∂L/∂G¹ = (Π G² − G²)/(nτ)`, `∂L/∂G² = (Πᵀ G¹ − G¹)/(nτ)` once per batch in f64 (`O(n²d)`).
 
-use super::kernels::{axpy, dot, gemm, softmax_backward_row, softmax_row};
+use super::kernels::{
+    axpy, dot, gemm_packed, pack_a, packed_a_len, packed_b_len, softmax_backward_row, softmax_row,
+};
 use super::mat::ViewMut;
 use super::{Ctx, QP, Workspace, materialize, product};
 use crate::data::Sample;
-use faer::Accum;
+use faer::linalg::matmul::matmul;
+use faer::{Accum, Mat, MatRef, Par};
 use pulp::{Simd, WithSimd};
 
-/// Scores and softmax of every query of the view in `slot`, panel by panel; `each(r0, nr, ws)`
-/// sees the attention rows `r0..r0 + nr` in `ws.sc`.
+/// What a pass over the attention rows of a view accumulates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    /// Forward: the column sums `a_q = Σ_p A_pq` into `ws.colsum`.
+    ColumnSums,
+    /// Backward: `Ds_p· = A_p· ⊙ (c − ⟨A_p·, c⟩)` into `ws.ds`.
+    SoftmaxBackward,
+}
+
+/// `U = H Q`, then per panel of up to [`QP`] queries the scores `U_p Hᵀ`, their softmax and the
+/// pass's accumulation. (A plain enum rather than a closure: a closure body would not inherit
+/// the SIMD target features and its intrinsics would become calls.)
 #[inline(always)]
-fn attention_panels<S: Simd>(
-    simd: S,
-    ctx: &Ctx<'_>,
-    ws: &mut Workspace,
-    slot: usize,
-    mut each: impl FnMut(usize, usize, &mut Workspace),
-) {
-    let p = ctx.p;
+fn attention_pass<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, slot: usize, pass: Pass) {
+    let (p, d) = (ctx.p, ctx.d);
     let h = ws.h.view().rows(slot * p, p);
+    let u = ws.u.view_mut().into_rows(0, p);
     product(
         simd,
         ctx.backend,
-        ws.u.view_mut().into_rows(0, p),
+        u,
         h,
         ctx.q.view(),
         Accum::Replace,
+        &mut ws.gemm,
     );
     let mut r0 = 0;
     while r0 < p {
         let nr = (p - r0).min(QP);
-        gemm(
+        let ap = ws.ap.get(packed_a_len(nr, d));
+        pack_a(ws.u.view(), r0, nr, ap);
+        let htp = ws.htp.slice(packed_b_len(d, p));
+        gemm_packed(
             simd,
-            ws.sc.view_mut().into_rows(0, nr),
-            ws.u.view().rows(r0, nr),
-            ws.ht.view(),
+            &mut ws.sc.view_mut(),
+            0,
+            nr,
+            d,
+            ap,
+            htp,
             Accum::Replace,
         );
         for i in 0..nr {
             softmax_row(simd, ws.sc.row_mut(i));
+            match pass {
+                Pass::ColumnSums => axpy(simd, &mut ws.colsum, 1.0, ws.sc.row(i)),
+                Pass::SoftmaxBackward => {
+                    softmax_backward_row(simd, ws.sc.row(i), &ws.c, 1.0, ws.ds.row_mut(r0 + i));
+                }
+            }
         }
-        each(r0, nr, ws);
         r0 += nr;
     }
 }
 
-/// View `v` of `s`: `G = (1/P) Σ_p F_p` into `ws.gvec`.
+/// View `v` of `s`: `G = (1/P) Σ_p F_p = (1/P) Σ_q a_q x̃_q` into `ws.gvec`.
 #[inline(always)]
 pub(super) fn view_forward<S: Simd>(
     simd: S,
@@ -71,14 +94,11 @@ pub(super) fn view_forward<S: Simd>(
     materialize(simd, ctx, ws, s, &s.masks[v], 0, false);
     let p = ctx.p;
     ws.colsum.fill(0.0);
-    attention_panels(simd, ctx, ws, 0, |_, nr, ws| {
-        for i in 0..nr {
-            axpy(simd, &mut ws.colsum, 1.0, ws.sc.row(i));
-        }
-    });
+    attention_pass(simd, ctx, ws, 0, Pass::ColumnSums);
     let inv_p = 1.0 / p as f32;
-    for j in 0..ctx.d {
-        ws.gvec[j] = dot(simd, ws.xtt.row(j), &ws.colsum) * inv_p;
+    ws.gvec.fill(0.0);
+    for q in 0..p {
+        axpy(simd, &mut ws.gvec, ws.colsum[q] * inv_p, ws.xt.row(q));
     }
 }
 
@@ -99,19 +119,17 @@ fn view_backward<S: Simd>(
     for q in 0..p {
         ws.c[q] = dot(simd, dg, ws.xt.row(q)) * inv_p;
     }
-    attention_panels(simd, ctx, ws, slot, |r0, nr, ws| {
-        for i in 0..nr {
-            softmax_backward_row(simd, ws.sc.row(i), &ws.c, 1.0, ws.ds.row_mut(r0 + i));
-        }
-    });
+    attention_pass(simd, ctx, ws, slot, Pass::SoftmaxBackward);
     let w = ws.w.view_mut().into_cols(slot * p, p);
+    let h = ws.h.view().rows(slot * p, p);
     product(
         simd,
         ctx.backend,
         w,
-        ws.ht.view(),
+        h.t(),
         ws.ds.view(),
         Accum::Replace,
+        &mut ws.gemm,
     );
 }
 
@@ -182,14 +200,8 @@ impl WithSimd for ClBackwardChunk<'_, '_> {
             }
         }
         let kp = samples.len() * nv * p;
-        product(
-            simd,
-            ctx.backend,
-            grad,
-            ws.w.view().cols(0, kp),
-            ws.h.view().rows(0, kp),
-            Accum::Replace,
-        );
+        let (w, h) = (ws.w.view().cols(0, kp), ws.h.view().rows(0, kp));
+        product(simd, ctx.backend, grad, w, h, Accum::Replace, &mut ws.gemm);
     }
 }
 
@@ -207,5 +219,106 @@ impl WithSimd for ClViewForward<'_, '_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         view_forward(simd, self.ctx, self.ws, self.sample, self.view);
+    }
+}
+
+/// Below this shifted logit `exp` is taken as 0: its weight against the row maximum's `e⁰ = 1`
+/// is under `e⁻⁷⁰⁰ ≈ 1e−304`, far below f64 resolution, and libm's `exp` takes a slow path for
+/// results that underflow (which made the logits, not the kernels, dominate collapsed CL runs).
+const EXP_CUTOFF: f64 = -700.0;
+
+/// InfoNCE over the view representations `g1`, `g2` (`n × d`, row i is `G_i¹` / `G_i²`), in f64:
+/// returns `L = −(1/n) Σ_i log softmax_j(S_i·)_i` with `S = G¹G²ᵀ/τ`, and `(∂L/∂G¹, ∂L/∂G²)`
+/// (SPEC §5). The same formula as [`crate::objectives::info_nce`].
+///
+/// # Panics
+/// When the shapes differ.
+#[track_caller]
+pub fn info_nce(g1: MatRef<'_, f64>, g2: MatRef<'_, f64>, tau: f64) -> (f64, Mat<f64>, Mat<f64>) {
+    assert_eq!(
+        (g1.nrows(), g1.ncols()),
+        (g2.nrows(), g2.ncols()),
+        "views of different shapes"
+    );
+    let (n, d) = (g1.nrows(), g1.ncols());
+    // Column i of `pit` is row i of S (faer is column-major): every row softmax is contiguous.
+    let mut pit = Mat::<f64>::zeros(n, n);
+    matmul(
+        pit.as_mut(),
+        Accum::Replace,
+        g2,
+        g1.transpose(),
+        1.0,
+        Par::Seq,
+    );
+    // faer's kernels leave the vector state dirty; libm's exp below would crawl.
+    super::clear_upper();
+    let mut loss = 0.0;
+    for i in 0..n {
+        let row = pit.col_as_slice_mut(i);
+        let mut max = f64::NEG_INFINITY;
+        for s in row.iter_mut() {
+            *s /= tau;
+            max = max.max(*s);
+        }
+        let diag = row[i];
+        let mut sum = 0.0;
+        for s in row.iter_mut() {
+            let z = *s - max;
+            *s = if z < EXP_CUTOFF { 0.0 } else { z.exp() };
+            sum += *s;
+        }
+        loss += max + sum.ln() - diag;
+        for s in row.iter_mut() {
+            *s /= sum;
+        }
+    }
+    let scale = 1.0 / (n as f64 * tau);
+    let mut d1 = Mat::<f64>::zeros(n, d);
+    let mut d2 = Mat::<f64>::zeros(n, d);
+    matmul(
+        d1.as_mut(),
+        Accum::Replace,
+        pit.transpose(),
+        g2,
+        1.0,
+        Par::Seq,
+    );
+    matmul(d2.as_mut(), Accum::Replace, pit.as_ref(), g1, 1.0, Par::Seq);
+    super::clear_upper();
+    for j in 0..d {
+        for i in 0..n {
+            d1[(i, j)] = (d1[(i, j)] - g2[(i, j)]) * scale;
+            d2[(i, j)] = (d2[(i, j)] - g1[(i, j)]) * scale;
+        }
+    }
+    (loss / n as f64, d1, d2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_nce_matches_the_reference_including_collapsed_logits() {
+        for (n, d, scale, tau) in [
+            (3, 4, 1.0, 1.0),
+            (17, 5, 3.0, 0.5),
+            (40, 7, 60.0, 0.2),
+            (2, 1, 1e3, 1.0),
+        ] {
+            let g1 = Mat::from_fn(n, d, |i, j| ((i * 5 + j) as f64 * 0.7).sin() * scale);
+            let g2 = Mat::from_fn(n, d, |i, j| ((i * 3 + j * 2) as f64 * 0.3).cos() * scale);
+            let (l, a1, a2) = info_nce(g1.as_ref(), g2.as_ref(), tau);
+            let (wl, w1, w2) = crate::objectives::info_nce(g1.as_ref(), g2.as_ref(), tau);
+            assert!(
+                (l - wl).abs() <= 1e-12 * wl.abs().max(1.0),
+                "n={n}: {l} vs {wl}"
+            );
+            for (a, w) in [(&a1, &w1), (&a2, &w2)] {
+                let err = (a - w).norm_l2();
+                assert!(err <= 1e-12 * w.norm_l2().max(1e-300), "n={n}: {err}");
+            }
+        }
     }
 }

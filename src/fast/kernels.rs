@@ -1,97 +1,172 @@
-//! The fast engine's building blocks, generic over pulp's [`Simd`]: a register-blocked product
-//! kernel and the row operations of the fused passes (softmax, residual, softmax backward).
+//! The fast engine's building blocks, generic over pulp's [`Simd`]: a packed, register-blocked
+//! product kernel and the row operations of the fused passes (softmax, residual, softmax
+//! backward).
 //!
-//! **Product.** [`gemm`] computes `C (=|+=) A·B` for row-major `A` (`m × k`), `B` (`k × n`) and
-//! `C` (`m × n`). The micro-kernel holds an `MR × 2` tile of vectors in registers (6 × 16 floats
-//! on AVX2: 12 accumulators, 2 loads of `B` and one broadcast of `A` live at once) and walks `k`;
-//! each `B` row segment it loads feeds `2·MR` independent fused multiply-adds. The last column
-//! block goes through `partial_load` / `partial_store`. This kernel computes every product of the
-//! fused passes (scores `U·Hᵀ`, outputs `A·X̃`, `R·X̃ᵀ`), and every other product too when the
-//! engine runs on [`crate::isa::Isa::Scalar`] (see [`super`]).
+//! **Product.** `C (=|+=) A·B`. Both operands are first *packed*: `A` into micro-panels of
+//! [`MR`] rows stored k-major (`a[k·MR + r]`, rows past the end zero), `B` into column blocks of
+//! `nb = 2·lanes` columns stored k-major (`b[k·nb + c]`, columns past the end zero). The
+//! micro-kernel then walks two contiguous streams: per `k` it loads two vectors of `B`,
+//! broadcasts `MR` values of `A` and issues `2·MR` independent fused multiply-adds into an
+//! `MR × 2` tile of vector accumulators (6 × 16 floats on AVX2: 12 accumulators, 2 loads and a
+//! broadcast in 15 of the 16 registers). Column blocks are the outer loop and the micro-panels
+//! of a row panel the inner one, so each `k × nb` block of `B` is read from memory once per panel
+//! and then from L1. The ragged last rows and columns are stored with `partial_store`.
+//!
+//! In the fused passes the key-side operands (`Hᵀ`, `X̃`, `X̃ᵀ`) are packed once per sample
+//! and reused by every query panel; [`gemm`] packs both operands itself and computes every other
+//! product when the engine does not use faer (see [`super`]).
 //!
 //! **Rows.** Reductions keep four vector accumulators (their latency, not the loads, bounds
 //! them); tails are loaded with `partial_load` and masked where a padding lane would change the
 //! result (a max, a sum of exponentials).
 
 use super::exp::exp_f32s;
-use super::mat::{View, ViewMut};
+use super::mat::{Scratch, View, ViewMut};
 use faer::Accum;
 use pulp::{Simd, WithSimd};
 
 /// Rows of the micro-tile.
 pub const MR: usize = 6;
 
+/// The widest column block of any ISA (`2 × 16` lanes), for sizing packed buffers.
+pub const NB_MAX: usize = 32;
+
+/// Columns of a packed `B` block on `S`: two vectors.
 #[inline(always)]
-fn load<S: Simd>(s: &[f32]) -> S::f32s {
-    S::as_simd_f32s(&s[..S::F32_LANES]).0[0]
+pub fn nb<S: Simd>() -> usize {
+    2 * S::F32_LANES
 }
 
-#[inline(always)]
-fn store<S: Simd>(s: &mut [f32], v: S::f32s) {
-    S::as_mut_simd_f32s(&mut s[..S::F32_LANES]).0[0] = v;
+/// Floats needed to pack a `k × n` right factor on any ISA.
+pub fn packed_b_len(k: usize, n: usize) -> usize {
+    k * n.next_multiple_of(NB_MAX)
 }
 
-/// The `R × 2` vector tile `A[rows, :] · B[:, j0 .. j0 + w]`; `FULL` means `w = 2·lanes`.
+/// Floats needed to pack `rows × k` of a left factor.
+pub fn packed_a_len(rows: usize, k: usize) -> usize {
+    rows.next_multiple_of(MR) * k
+}
+
+/// Packs `b` (`k × n`) into column blocks of [`nb`] columns: block `jb` holds
+/// `b[kk, jb·nb + c]` at `jb·k·nb + kk·nb + c`, zero past column n.
+///
+/// # Panics
+/// When `dst` is shorter than `k · ⌈n/nb⌉ · nb`.
 #[inline(always)]
-fn tile<S: Simd, const R: usize, const FULL: bool>(
-    simd: S,
-    a: &[&[f32]; R],
-    b: View<'_>,
-    j0: usize,
-    w: usize,
-) -> [[S::f32s; 2]; R] {
-    let l = S::F32_LANES;
-    let k = b.nrows();
-    let a: [&[f32]; R] = core::array::from_fn(|r| &a[r][..k]);
-    let data = b.data();
-    let ldb = b.stride();
-    let mut acc = [[simd.splat_f32s(0.0); 2]; R];
-    let w0 = w.min(l);
-    for kk in 0..k {
-        let row = &data[kk * ldb + j0..];
-        let (b0, b1) = if FULL {
-            (load::<S>(&row[..l]), load::<S>(&row[l..2 * l]))
+#[track_caller]
+pub fn pack_b<S: Simd>(b: View<'_>, dst: &mut [f32]) {
+    let (k, n, nb) = (b.nrows(), b.ncols(), nb::<S>());
+    for (jb, blk) in dst[..k * n.div_ceil(nb) * nb]
+        .chunks_exact_mut(k * nb)
+        .enumerate()
+    {
+        let j0 = jb * nb;
+        let w = nb.min(n - j0);
+        if b.col_stride() == 1 {
+            for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {
+                out[..w].copy_from_slice(&b.row(kk)[j0..j0 + w]);
+                out[w..].fill(0.0);
+            }
         } else {
-            (
-                simd.partial_load_f32s(&row[..w0]),
-                simd.partial_load_f32s(&row[w0..w]),
-            )
-        };
-        for r in 0..R {
-            let x = simd.splat_f32s(a[r][kk]);
-            acc[r][0] = simd.mul_add_e_f32s(x, b0, acc[r][0]);
-            acc[r][1] = simd.mul_add_e_f32s(x, b1, acc[r][1]);
+            // Column-major source: column j0 + c is contiguous.
+            let (data, cs, rs) = (b.data(), b.col_stride(), b.row_stride());
+            for c in 0..nb {
+                if c < w {
+                    for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {
+                        out[c] = data[(j0 + c) * cs + kk * rs];
+                    }
+                } else {
+                    for out in blk.chunks_exact_mut(nb) {
+                        out[c] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows `r0 .. r0 + rows` of `a` (`· × k`) into `⌈rows/MR⌉` micro-panels: panel `t` holds
+/// `a[r0 + t·MR + r, kk]` at `t·k·MR + kk·MR + r`, zero past the last row.
+///
+/// # Panics
+/// When `dst` is shorter than [`packed_a_len`]`(rows, k)`.
+#[inline(always)]
+#[track_caller]
+pub fn pack_a(a: View<'_>, r0: usize, rows: usize, dst: &mut [f32]) {
+    let k = a.ncols();
+    for (t, panel) in dst[..packed_a_len(rows, k)]
+        .chunks_exact_mut(k * MR)
+        .enumerate()
+    {
+        let valid = MR.min(rows - t * MR);
+        for r in 0..MR {
+            if r >= valid {
+                for col in panel.chunks_exact_mut(MR) {
+                    col[r] = 0.0;
+                }
+            } else if a.col_stride() == 1 {
+                for (col, &v) in panel.chunks_exact_mut(MR).zip(a.row(r0 + t * MR + r)) {
+                    col[r] = v;
+                }
+            } else {
+                for (kk, col) in panel.chunks_exact_mut(MR).enumerate() {
+                    col[r] = a.at(r0 + t * MR + r, kk);
+                }
+            }
+        }
+    }
+}
+
+/// The `MR × 2` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of one packed micro-panel and one packed
+/// column block.
+#[inline(always)]
+fn kernel<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> [[S::f32s; 2]; MR] {
+    let (ap, _) = pulp::as_arrays::<MR, _>(a);
+    let (bv, _) = S::as_simd_f32s(b);
+    let (bp, _) = pulp::as_arrays::<2, _>(bv);
+    let mut acc = [[simd.splat_f32s(0.0); 2]; MR];
+    for (ak, bk) in ap.iter().zip(bp) {
+        for r in 0..MR {
+            let x = simd.splat_f32s(ak[r]);
+            acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
+            acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
         }
     }
     acc
 }
 
-/// Writes (or adds) a tile into `c[r][j0 .. j0 + w]`.
+/// Writes (or adds) the first `rows × w` entries of a tile at `c[r0.., j0..]`.
 #[inline(always)]
-fn put<S: Simd, const R: usize, const FULL: bool>(
+#[allow(clippy::too_many_arguments)]
+fn store_tile<S: Simd>(
     simd: S,
-    acc: [[S::f32s; 2]; R],
-    c: &mut [&mut [f32]; R],
+    acc: [[S::f32s; 2]; MR],
+    c: &mut ViewMut<'_>,
+    r0: usize,
+    rows: usize,
     j0: usize,
     w: usize,
     accum: Accum,
 ) {
     let l = S::F32_LANES;
-    let w0 = w.min(l);
-    for r in 0..R {
-        let row = &mut c[r][j0..];
-        if FULL {
+    for (r, v) in acc.iter().enumerate().take(rows) {
+        let row = &mut c.row_mut(r0 + r)[j0..j0 + w];
+        if w == 2 * l {
             let (lo, hi) = row.split_at_mut(l);
-            let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
+            let (lo, hi) = (
+                &mut S::as_mut_simd_f32s(lo).0[0],
+                &mut S::as_mut_simd_f32s(hi).0[0],
+            );
             if accum == Accum::Add {
-                v0 = simd.add_f32s(v0, load::<S>(lo));
-                v1 = simd.add_f32s(v1, load::<S>(hi));
+                *lo = simd.add_f32s(*lo, v[0]);
+                *hi = simd.add_f32s(*hi, v[1]);
+            } else {
+                *lo = v[0];
+                *hi = v[1];
             }
-            store::<S>(lo, v0);
-            store::<S>(hi, v1);
         } else {
-            let (lo, hi) = row[..w].split_at_mut(w0);
-            let (mut v0, mut v1) = (acc[r][0], acc[r][1]);
+            let (lo, hi) = row.split_at_mut(w.min(l));
+            let (mut v0, mut v1) = (v[0], v[1]);
             if accum == Accum::Add {
                 v0 = simd.add_f32s(v0, simd.partial_load_f32s(lo));
                 v1 = simd.add_f32s(v1, simd.partial_load_f32s(hi));
@@ -102,68 +177,119 @@ fn put<S: Simd, const R: usize, const FULL: bool>(
     }
 }
 
-/// `c[r] (=|+=) a[r] · B` for `R` rows: every column block of `B` once.
+/// `C[r0 .. r0 + rows, :] (=|+=) A_panel · B` from a packed left panel ([`pack_a`] of those
+/// rows, inner dimension `k`) and a packed right factor ([`pack_b`] of `k × C.ncols()`).
 #[inline(always)]
-fn panel<S: Simd, const R: usize>(
-    simd: S,
-    a: [&[f32]; R],
-    b: View<'_>,
-    mut c: [&mut [f32]; R],
-    accum: Accum,
-) {
-    let bw = 2 * S::F32_LANES;
-    let n = b.ncols();
-    let mut j0 = 0;
-    while j0 + bw <= n {
-        let acc = tile::<S, R, true>(simd, &a, b, j0, bw);
-        put::<S, R, true>(simd, acc, &mut c, j0, bw, accum);
-        j0 += bw;
-    }
-    if j0 < n {
-        let acc = tile::<S, R, false>(simd, &a, b, j0, n - j0);
-        put::<S, R, false>(simd, acc, &mut c, j0, n - j0, accum);
-    }
-}
-
-#[inline(always)]
-fn panel_at<S: Simd, const R: usize>(
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed<S: Simd>(
     simd: S,
     c: &mut ViewMut<'_>,
-    a: View<'_>,
-    b: View<'_>,
     r0: usize,
+    rows: usize,
+    k: usize,
+    apack: &[f32],
+    bpack: &[f32],
     accum: Accum,
 ) {
-    let rows: [&[f32]; R] = core::array::from_fn(|r| a.row(r0 + r));
-    panel::<S, R>(simd, rows, b, c.row_array::<R>(r0), accum);
+    let (n, nb) = (c.ncols(), nb::<S>());
+    let tiles = rows.div_ceil(MR);
+    let apack = &apack[..tiles * k * MR];
+    let bpack = &bpack[..n.div_ceil(nb) * k * nb];
+    if k == 0 {
+        // An empty inner dimension: the kernel's zero tile.
+        for jb in 0..n.div_ceil(nb) {
+            for t in 0..tiles {
+                let acc = [[simd.splat_f32s(0.0); 2]; MR];
+                store_tile(
+                    simd,
+                    acc,
+                    c,
+                    r0 + t * MR,
+                    MR.min(rows - t * MR),
+                    jb * nb,
+                    nb.min(n - jb * nb),
+                    accum,
+                );
+            }
+        }
+        return;
+    }
+    for (jb, b) in bpack.chunks_exact(k * nb).enumerate() {
+        let w = nb.min(n - jb * nb);
+        for (t, a) in apack.chunks_exact(k * MR).enumerate() {
+            let acc = kernel(simd, a, b);
+            store_tile(
+                simd,
+                acc,
+                c,
+                r0 + t * MR,
+                MR.min(rows - t * MR),
+                jb * nb,
+                w,
+                accum,
+            );
+        }
+    }
 }
 
-/// `C (=|+=) A·B`, all row-major.
+/// Rows per packed left panel in [`gemm`].
+const GEMM_PANEL: usize = 4 * MR;
+
+/// `C (=|+=) A·B` for strided `A`, `B` and row-major `C`, packing both operands into `scratch`.
 ///
 /// # Panics
 /// When the shapes do not agree.
 #[inline(always)]
 #[track_caller]
-pub fn gemm<S: Simd>(simd: S, mut c: ViewMut<'_>, a: View<'_>, b: View<'_>, accum: Accum) {
+pub fn gemm<S: Simd>(
+    simd: S,
+    mut c: ViewMut<'_>,
+    a: View<'_>,
+    b: View<'_>,
+    accum: Accum,
+    scratch: &mut GemmScratch,
+) {
     assert_eq!(a.ncols(), b.nrows(), "inner dimensions");
     assert_eq!(
         (c.nrows(), c.ncols()),
         (a.nrows(), b.ncols()),
         "output shape"
     );
-    let m = a.nrows();
+    let (m, k, n) = (a.nrows(), a.ncols(), b.ncols());
+    let bp = scratch.b.get(packed_b_len(k, n));
+    pack_b::<S>(b, bp);
+    let ap = scratch.a.get(packed_a_len(GEMM_PANEL, k));
+    let bp = scratch.b.slice(packed_b_len(k, n));
     let mut r0 = 0;
     while r0 < m {
-        let rows = (m - r0).min(MR);
-        match rows {
-            6 => panel_at::<S, 6>(simd, &mut c, a, b, r0, accum),
-            5 => panel_at::<S, 5>(simd, &mut c, a, b, r0, accum),
-            4 => panel_at::<S, 4>(simd, &mut c, a, b, r0, accum),
-            3 => panel_at::<S, 3>(simd, &mut c, a, b, r0, accum),
-            2 => panel_at::<S, 2>(simd, &mut c, a, b, r0, accum),
-            _ => panel_at::<S, 1>(simd, &mut c, a, b, r0, accum),
-        }
+        let rows = GEMM_PANEL.min(m - r0);
+        pack_a(a, r0, rows, ap);
+        gemm_packed(simd, &mut c, r0, rows, k, ap, bp, accum);
         r0 += rows;
+    }
+}
+
+/// Packing buffers of [`gemm`].
+#[derive(Debug)]
+pub struct GemmScratch {
+    a: Scratch,
+    b: Scratch,
+}
+
+impl GemmScratch {
+    /// Empty buffers (they grow on first use and are then reused).
+    pub fn new() -> Self {
+        Self {
+            a: Scratch::zeros(0),
+            b: Scratch::zeros(0),
+        }
+    }
+}
+
+impl Default for GemmScratch {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -177,6 +303,8 @@ pub struct Gemm<'a> {
     pub b: View<'a>,
     /// Overwrite or accumulate.
     pub accum: Accum,
+    /// Packing buffers.
+    pub scratch: &'a mut GemmScratch,
 }
 
 impl WithSimd for Gemm<'_> {
@@ -184,7 +312,7 @@ impl WithSimd for Gemm<'_> {
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
-        gemm(simd, self.c, self.a, self.b, self.accum);
+        gemm(simd, self.c, self.a, self.b, self.accum, self.scratch);
     }
 }
 
@@ -420,25 +548,36 @@ mod tests {
     fn gemm_matches_naive_at_awkward_sizes() {
         for isa in Isa::available() {
             let arch = isa.arch().unwrap();
-            for &m in &sizes(isa) {
-                for &k in &sizes(isa) {
-                    for &n in &sizes(isa) {
+            let mut scratch = GemmScratch::new();
+            let sz = sizes(isa);
+            for &m in sz.iter().chain(&[GEMM_PANEL + 1]) {
+                for &k in &sz {
+                    for &n in &sz {
                         let a = filled(m, k, 1);
+                        let at = filled(k, m, 4);
                         let b = filled(k, n, 2);
-                        for accum in [Accum::Replace, Accum::Add] {
+                        let bt = filled(n, k, 5);
+                        let cases = [
+                            (Accum::Replace, a.view(), b.view()),
+                            (Accum::Add, a.view(), b.view()),
+                            (Accum::Replace, at.view().t(), bt.view().t()),
+                        ];
+                        for (accum, av, bv) in cases {
                             let mut c = filled(m, n, 3);
                             let c0 = c.clone();
+                            let scratch = &mut scratch;
                             arch.dispatch(Gemm {
                                 c: c.view_mut(),
-                                a: a.view(),
-                                b: b.view(),
+                                a: av,
+                                b: bv,
                                 accum,
+                                scratch,
                             });
                             let mut worst = 0.0f64;
                             for i in 0..m {
                                 for j in 0..n {
                                     let mut want: f64 = (0..k)
-                                        .map(|t| a.row(i)[t] as f64 * b.row(t)[j] as f64)
+                                        .map(|t| av.at(i, t) as f64 * bv.at(t, j) as f64)
                                         .sum();
                                     if accum == Accum::Add {
                                         want += c0.row(i)[j] as f64;

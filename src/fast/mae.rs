@@ -11,11 +11,15 @@
 //! 3. `W = H_Mᵀ Ds` (`d × P`) into the sample's slot of the chunk buffer.
 //! 4. Per chunk: `∇_Q Σ_i ℓ_i = Σ_i W_i H_i = [W_1 … W_c]·[H_1; …; H_c]`, one product.
 //!
-//! Every buffer is f32 and lives in the worker's [`Workspace`]; the three key-side matrices are
-//! kept in the layout their pass streams: `Hᵀ` (`d × P`) for scores, `X̃` (`P × d`) for outputs,
-//! `X̃ᵀ` (`d × P`) for `t`.
+//! Every buffer is f32 and lives in the worker's [`Workspace`]. The three key-side factors are
+//! packed once per sample in the layout their pass streams (`Hᵀ` for the scores, `X̃` for the
+//! outputs, `X̃ᵀ` for `t`), and each query panel is packed before its product, so every pass
+//! reads two contiguous streams (see [`super::kernels`]).
 
-use super::kernels::{gemm, residual_row, softmax_backward_row, softmax_row};
+use super::kernels::{
+    gemm_packed, pack_a, packed_a_len, packed_b_len, residual_row, softmax_backward_row,
+    softmax_row,
+};
 use super::{Ctx, QP, Workspace, materialize, product};
 use crate::data::Sample;
 use faer::Accum;
@@ -29,63 +33,85 @@ fn sample<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, s: &Sample, slot:
     materialize(simd, ctx, ws, s, mask, slot, true);
     let (p, d, m) = (ctx.p, ctx.d, mask.masked.len());
 
+    let u = ws.u.view_mut().into_rows(0, m);
     product(
         simd,
         ctx.backend,
-        ws.u.view_mut().into_rows(0, m),
+        u,
         ws.hq.view().rows(0, m),
         ctx.q.view(),
         Accum::Replace,
+        &mut ws.gemm,
     );
 
+    let htp = ws.htp.slice(packed_b_len(d, p));
+    let xtp = ws.xtp.slice(packed_b_len(p, d));
+    let xttp = ws.xttp.slice(packed_b_len(d, p));
     let mut loss = 0.0f64;
     let mut r0 = 0;
     while r0 < m {
         let nr = (m - r0).min(QP);
-        let u = ws.u.view().rows(r0, nr);
-        gemm(
+        // Scores s = U Hᵀ.
+        let ap = ws.ap.get(packed_a_len(nr, d));
+        pack_a(ws.u.view(), r0, nr, ap);
+        gemm_packed(
             simd,
-            ws.sc.view_mut().into_rows(0, nr),
-            u,
-            ws.ht.view(),
+            &mut ws.sc.view_mut(),
+            0,
+            nr,
+            d,
+            ap,
+            htp,
             Accum::Replace,
         );
         for i in 0..nr {
             softmax_row(simd, ws.sc.row_mut(i));
         }
-        gemm(
+        // Outputs F = A X̃, residuals r = x − F.
+        let ap = ws.ap.get(packed_a_len(nr, p));
+        pack_a(ws.sc.view(), 0, nr, ap);
+        gemm_packed(
             simd,
-            ws.f.view_mut().into_rows(0, nr),
-            ws.sc.view().rows(0, nr),
-            ws.xt.view(),
+            &mut ws.f.view_mut(),
+            0,
+            nr,
+            p,
+            ap,
+            xtp,
             Accum::Replace,
         );
         for i in 0..nr {
             loss += residual_row(simd, ws.xm.row(r0 + i), ws.f.row_mut(i)) as f64;
         }
-        gemm(
+        // t = r X̃ᵀ; g = −t, so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩).
+        let ap = ws.ap.get(packed_a_len(nr, d));
+        pack_a(ws.f.view(), 0, nr, ap);
+        gemm_packed(
             simd,
-            ws.t.view_mut().into_rows(0, nr),
-            ws.f.view().rows(0, nr),
-            ws.xtt.view(),
+            &mut ws.t.view_mut(),
+            0,
+            nr,
+            d,
+            ap,
+            xttp,
             Accum::Replace,
         );
         for i in 0..nr {
-            // g = −t, so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩).
             softmax_backward_row(simd, ws.sc.row(i), ws.t.row(i), -1.0, ws.ds.row_mut(r0 + i));
         }
         r0 += nr;
     }
-    debug_assert_eq!((ws.xt.nrows(), ws.xt.ncols()), (p, d));
 
     let w = ws.w.view_mut().into_cols(slot * p, p);
+    let hm = ws.hq.view().rows(0, m);
     product(
         simd,
         ctx.backend,
         w,
-        ws.hqt.view().cols(0, m),
+        hm.t(),
         ws.ds.view().rows(0, m),
         Accum::Replace,
+        &mut ws.gemm,
     );
     0.5 * loss
 }
@@ -120,14 +146,8 @@ impl WithSimd for MaeChunk<'_, '_> {
             loss += sample(simd, ctx, ws, s, slot);
         }
         let kp = samples.len() * ctx.p;
-        product(
-            simd,
-            ctx.backend,
-            grad,
-            ws.w.view().cols(0, kp),
-            ws.h.view().rows(0, kp),
-            Accum::Replace,
-        );
+        let (w, h) = (ws.w.view().cols(0, kp), ws.h.view().rows(0, kp));
+        product(simd, ctx.backend, grad, w, h, Accum::Replace, &mut ws.gemm);
         loss
     }
 }

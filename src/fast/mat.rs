@@ -91,7 +91,8 @@ impl RowMat {
             data: self.buf.as_slice(),
             nrows: self.nrows,
             ncols: self.ncols,
-            stride: self.stride,
+            rs: self.stride,
+            cs: 1,
         }
     }
 
@@ -116,17 +117,19 @@ impl RowMat {
     }
 }
 
-/// A borrowed row-major matrix: row `i` is `data[i·stride .. i·stride + ncols]`.
+/// A borrowed strided matrix: entry `(i, j)` is `data[i·rs + j·cs]`. Row-major when `cs = 1`
+/// (the usual case), column-major after [`View::t`].
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a> {
     data: &'a [f32],
     nrows: usize,
     ncols: usize,
-    stride: usize,
+    rs: usize,
+    cs: usize,
 }
 
 impl<'a> View<'a> {
-    /// A view of `data` as `nrows × ncols` with row stride `stride`.
+    /// A row-major view of `data` as `nrows × ncols` with row stride `stride`.
     ///
     /// # Panics
     /// When `data` is too short or `stride < ncols`.
@@ -141,7 +144,8 @@ impl<'a> View<'a> {
             data,
             nrows,
             ncols,
-            stride,
+            rs: stride,
+            cs: 1,
         }
     }
 
@@ -159,8 +163,14 @@ impl<'a> View<'a> {
 
     /// Row stride.
     #[inline]
-    pub fn stride(&self) -> usize {
-        self.stride
+    pub fn row_stride(&self) -> usize {
+        self.rs
+    }
+
+    /// Column stride (1 for a row-major view).
+    #[inline]
+    pub fn col_stride(&self) -> usize {
+        self.cs
     }
 
     /// The underlying slice, starting at entry (0, 0).
@@ -169,45 +179,54 @@ impl<'a> View<'a> {
         self.data
     }
 
-    /// Row `i`.
+    /// Entry `(i, j)`.
     #[inline]
+    pub fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+
+    /// Row `i` of a row-major view.
+    ///
+    /// # Panics
+    /// When the view is not row-major.
+    #[inline]
+    #[track_caller]
     pub fn row(&self, i: usize) -> &'a [f32] {
-        &self.data[i * self.stride..i * self.stride + self.ncols]
+        assert_eq!(self.cs, 1, "row() of a non-row-major view");
+        &self.data[i * self.rs..i * self.rs + self.ncols]
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> View<'a> {
+        View {
+            data: self.data,
+            nrows: self.ncols,
+            ncols: self.nrows,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 
     /// Rows `start..start + n`.
     #[track_caller]
     pub fn rows(&self, start: usize, n: usize) -> View<'a> {
         assert!(start + n <= self.nrows);
-        if n == 0 {
-            return View {
-                data: &[],
-                nrows: 0,
-                ncols: self.ncols,
-                stride: self.stride,
-            };
+        let data = if n == 0 || self.ncols == 0 {
+            &[][..]
+        } else {
+            &self.data[start * self.rs..]
+        };
+        View {
+            data,
+            nrows: n,
+            ..*self
         }
-        View::new(
-            &self.data[start * self.stride..],
-            n,
-            self.ncols,
-            self.stride,
-        )
     }
 
     /// Columns `start..start + n`.
     #[track_caller]
     pub fn cols(&self, start: usize, n: usize) -> View<'a> {
-        assert!(start + n <= self.ncols);
-        if self.nrows == 0 {
-            return View {
-                data: &[],
-                nrows: 0,
-                ncols: n,
-                stride: self.stride,
-            };
-        }
-        View::new(&self.data[start..], self.nrows, n, self.stride)
+        self.t().rows(start, n).t()
     }
 
     /// The same matrix as a faer view.
@@ -215,7 +234,44 @@ impl<'a> View<'a> {
         if self.nrows == 0 || self.ncols == 0 {
             return MatRef::from_row_major_slice(&[], self.nrows, self.ncols);
         }
-        MatRef::from_row_major_slice_with_stride(self.data, self.nrows, self.ncols, self.stride)
+        if self.cs == 1 {
+            MatRef::from_row_major_slice_with_stride(self.data, self.nrows, self.ncols, self.rs)
+        } else {
+            assert_eq!(self.rs, 1, "faer views need one unit stride");
+            MatRef::from_column_major_slice_with_stride(self.data, self.nrows, self.ncols, self.cs)
+        }
+    }
+}
+
+/// A 64-byte aligned f32 scratch vector that only ever grows.
+#[derive(Clone, Debug)]
+pub struct Scratch {
+    buf: Aligned,
+}
+
+impl Scratch {
+    /// A scratch vector of `len` zeros.
+    pub fn zeros(len: usize) -> Self {
+        Self {
+            buf: Aligned::zeros(len),
+        }
+    }
+
+    /// The first `len` floats, growing the buffer (once) when it is shorter.
+    pub fn get(&mut self, len: usize) -> &mut [f32] {
+        if self.buf.len < len {
+            self.buf = Aligned::zeros(len);
+        }
+        &mut self.buf.as_mut_slice()[..len]
+    }
+
+    /// The first `len` floats, read-only.
+    ///
+    /// # Panics
+    /// When the buffer is shorter than `len`.
+    #[track_caller]
+    pub fn slice(&self, len: usize) -> &[f32] {
+        &self.buf.as_slice()[..len]
     }
 }
 
@@ -278,7 +334,8 @@ impl<'a> ViewMut<'a> {
             data: self.data,
             nrows: self.nrows,
             ncols: self.ncols,
-            stride: self.stride,
+            rs: self.stride,
+            cs: 1,
         }
     }
 
@@ -325,15 +382,6 @@ impl<'a> ViewMut<'a> {
             };
         }
         ViewMut::new(&mut self.data[start..], self.nrows, n, self.stride)
-    }
-
-    /// `R` consecutive rows from `start`, as separate mutable slices of `ncols` floats.
-    #[inline(always)]
-    pub fn row_array<const R: usize>(&mut self, start: usize) -> [&mut [f32]; R] {
-        assert!(start + R <= self.nrows);
-        let (n, s) = (self.ncols, self.stride);
-        let mut it = self.data[start * s..].chunks_mut(s);
-        core::array::from_fn(|_| &mut it.next().expect("row in range")[..n])
     }
 
     /// The same matrix as a mutable faer view.

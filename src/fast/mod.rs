@@ -7,7 +7,7 @@
 //! rows (scores, max-subtracted softmax, `F_p`, `r_p = x_p − F_p`, `g_p· = −r_pᵀ X̃ᵀ`, `Ds_p·`),
 //! `W = H_Mᵀ Ds`, and per chunk `∇ = Σ_i W_i H_i`. CL ([`cl`]): per view the forward keeps only
 //! `G = (1/P) X̃ᵀ colsum(A)`; the `n × n` logits and their softmax are formed once per batch in
-//! f64 by [`crate::objectives::info_nce`] (`O(n²d)`, negligible); the backward recomputes the
+//! f64 by [`info_nce`] (`O(n²d)`, negligible); the backward recomputes the
 //! attention and forms `Ds_pq = A_pq (c_q − ⟨A_p·, c⟩)`, `c = (1/P) X̃ ∂L/∂G`, then `Σ W H`.
 //!
 //! **Instruction sets.** The engine runs on one [`Isa`], dispatched once per chunk through its
@@ -47,16 +47,18 @@ use crate::data::{DataModel, Mask, Sample};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::isa::Isa;
-use crate::objectives::{SAMPLE_CHUNK, info_nce};
+use crate::objectives::SAMPLE_CHUNK;
+pub use cl::info_nce;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
-use mat::{RowMat, View, ViewMut};
+use kernels::GemmScratch;
+use mat::{RowMat, Scratch, View, ViewMut};
 use pulp::{Arch, Simd};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
 /// Query rows per fused pass (a multiple of the micro-tile height [`kernels::MR`]).
-pub const QP: usize = 2 * kernels::MR;
+pub const QP: usize = 4 * kernels::MR;
 
 /// Which code computes the large products (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,13 +96,14 @@ pub fn cl_batch_flops(p: usize, d: usize, n: usize) -> u64 {
     2 * n as u64 * cl_flops(p, d) + 2 * (n * n * d) as u64
 }
 
-/// What every worker reads: geometry, `E`, `Eᵀ`, `Q` (f32) and the product backend.
+/// What every worker reads: geometry, `E`, `Eᵀ`, `V` (f64, for the noise-free content), `Q`
+/// (f32) and the product backend.
 pub(crate) struct Ctx<'a> {
     dm: &'a DataModel,
     p: usize,
     d: usize,
     e: &'a RowMat,
-    et: &'a RowMat,
+    v64: &'a [Vec<f64>],
     q: &'a RowMat,
     backend: MatmulBackend,
 }
@@ -113,17 +116,19 @@ pub struct Workspace {
     slots: usize,
     /// `X̃` (`P × d`).
     xt: RowMat,
-    /// `X̃ᵀ` (`d × P`).
-    xtt: RowMat,
     /// MAE: content rows `x_p` of the masked queries (`m × d`).
     xm: RowMat,
-    /// `Hᵀ` (`d × P`).
-    ht: RowMat,
-    /// MAE: query tokens `H_M = E_M` (`m × d`) and their transpose (`d × m`).
+    /// MAE: query tokens `H_M = E_M` (`m × d`).
     hq: RowMat,
-    hqt: RowMat,
     /// `U` (`rows × d`).
     u: RowMat,
+    /// Packed key-side factors ([`kernels::pack_b`]): `Hᵀ` (`d × P`) for the scores, and for MAE
+    /// `X̃` (`P × d`) for the outputs and `X̃ᵀ` (`d × P`) for `t = r X̃ᵀ`.
+    htp: Scratch,
+    xtp: Scratch,
+    xttp: Scratch,
+    /// A packed query panel ([`kernels::pack_a`]).
+    ap: Scratch,
     /// Panel scratch: scores → attention (`QP × P`), outputs → residuals (`QP × d`), `t`
     /// (`QP × P`).
     sc: RowMat,
@@ -140,6 +145,8 @@ pub struct Workspace {
     /// The chunk's `[W_1 … W_c]` (`d × cP`) and `[H_1; …; H_c]` (`cP × d`).
     w: RowMat,
     h: RowMat,
+    /// Packing buffers of [`kernels::gemm`] (used by the pulp product backend only).
+    gemm: GemmScratch,
     /// Gradient of the single-sample entry points (`d × d`).
     grad: Option<RowMat>,
 }
@@ -156,22 +163,20 @@ impl Workspace {
                 RowMat::zeros(0, c)
             }
         };
+        let mae_len = |len: usize| if mae { len } else { 0 };
         Self {
             p,
             d,
             rows,
             slots,
             xt: RowMat::zeros(p, d),
-            xtt: RowMat::zeros(d, p),
             xm: mae_only(m, d),
-            ht: RowMat::zeros(d, p),
             hq: mae_only(m, d),
-            hqt: if mae {
-                RowMat::zeros(d, m)
-            } else {
-                RowMat::zeros(0, 0)
-            },
             u: RowMat::zeros(rows, d),
+            htp: Scratch::zeros(kernels::packed_b_len(d, p)),
+            xtp: Scratch::zeros(mae_len(kernels::packed_b_len(p, d))),
+            xttp: Scratch::zeros(mae_len(kernels::packed_b_len(d, p))),
+            ap: Scratch::zeros(kernels::packed_a_len(QP, p.max(d))),
             sc: RowMat::zeros(QP, p),
             f: mae_only(QP, d),
             t: mae_only(QP, p),
@@ -182,6 +187,7 @@ impl Workspace {
             row_of: vec![usize::MAX; p],
             w: RowMat::zeros(d, slots * p),
             h: RowMat::zeros(slots * p, d),
+            gemm: GemmScratch::new(),
             grad: Some(RowMat::zeros(d, d)),
         }
     }
@@ -197,8 +203,12 @@ impl Workspace {
     }
 }
 
-/// Materialises view `mask` of `s` into `ws`: `X̃`, `X̃ᵀ`, `H` (into chunk slot `slot`), `Hᵀ`,
-/// and for MAE the masked content rows and the query tokens `H_M = E_M`, `H_Mᵀ`.
+/// Materialises view `mask` of `s` into `ws`: `X̃`, `H = X̃ + E` (into chunk slot `slot`), packed
+/// `Hᵀ`, and for MAE the masked content rows, `H_M = E_M`, packed `X̃` and packed `X̃ᵀ`.
+///
+/// Noise-free content is built row by row as `x_p = z_{a(p)} v_{k,a(p)}` (the same f64 product
+/// [`DataModel::write_content`] forms, so the same f32 values); noisy content goes through
+/// `write_content`, which owns the noise stream.
 #[inline(always)]
 fn materialize<S: Simd>(
     simd: S,
@@ -220,42 +230,51 @@ fn materialize<S: Simd>(
             ws.row_of[q] = i;
         }
     }
-    {
-        let (sx, sxt, sxm) = (ws.xt.stride(), ws.xtt.stride(), ws.xm.stride());
+    if ctx.dm.cfg.noise == 0.0 {
+        let area = &ctx.dm.geom.clusters[s.cluster].area;
+        let v = &ctx.v64[s.cluster];
+        for (q, &a) in area.iter().enumerate() {
+            let (z, vr) = (s.z[a], &v[a * d..(a + 1) * d]);
+            let dst = if mask.is_masked[q] {
+                ws.xt.row_mut(q).fill(0.0);
+                if !mae {
+                    continue;
+                }
+                ws.xm.row_mut(ws.row_of[q])
+            } else {
+                ws.xt.row_mut(q)
+            };
+            for (o, &x) in dst.iter_mut().zip(vr) {
+                *o = (z * x) as f32;
+            }
+        }
+    } else {
+        let (sx, sxm) = (ws.xt.stride(), ws.xm.stride());
         let xt = ws.xt.data_mut();
-        let xtt = ws.xtt.data_mut();
         let xm = ws.xm.data_mut();
         let row_of = &ws.row_of;
         let masked = &mask.is_masked;
         ctx.dm.write_content(s, |q, j, v| {
-            let v = v as f32;
-            let vis = if masked[q] {
+            if masked[q] {
+                xt[q * sx + j] = 0.0;
                 if mae {
-                    xm[row_of[q] * sxm + j] = v;
+                    xm[row_of[q] * sxm + j] = v as f32;
                 }
-                0.0
             } else {
-                v
-            };
-            xt[q * sx + j] = vis;
-            xtt[j * sxt + q] = vis;
+                xt[q * sx + j] = v as f32;
+            }
         });
     }
     for q in 0..p {
         kernels::add_rows(simd, ws.h.row_mut(slot * p + q), ws.xt.row(q), ctx.e.row(q));
     }
-    for j in 0..d {
-        kernels::add_rows(simd, ws.ht.row_mut(j), ws.xtt.row(j), ctx.et.row(j));
-    }
+    let h = ws.h.view().rows(slot * p, p);
+    kernels::pack_b::<S>(h.t(), ws.htp.get(kernels::packed_b_len(d, p)));
     if mae {
+        kernels::pack_b::<S>(ws.xt.view(), ws.xtp.get(kernels::packed_b_len(p, d)));
+        kernels::pack_b::<S>(ws.xt.view().t(), ws.xttp.get(kernels::packed_b_len(d, p)));
         for (i, &q) in mask.masked.iter().enumerate() {
             ws.hq.row_mut(i).copy_from_slice(ctx.e.row(q));
-        }
-        for j in 0..d {
-            let et = ctx.et.row(j);
-            for (dst, &q) in ws.hqt.row_mut(j).iter_mut().zip(&mask.masked) {
-                *dst = et[q];
-            }
         }
     }
 }
@@ -269,10 +288,28 @@ fn product<S: Simd>(
     a: View<'_>,
     b: View<'_>,
     accum: Accum,
+    scratch: &mut GemmScratch,
 ) {
     match backend {
-        MatmulBackend::Faer => matmul(dst.faer(), accum, a.faer(), b.faer(), 1.0f32, Par::Seq),
-        MatmulBackend::Pulp => kernels::gemm(simd, dst, a, b, accum),
+        MatmulBackend::Faer => {
+            matmul(dst.faer(), accum, a.faer(), b.faer(), 1.0f32, Par::Seq);
+            clear_upper();
+        }
+        MatmulBackend::Pulp => kernels::gemm(simd, dst, a, b, accum, scratch),
+    }
+}
+
+/// Clears the upper halves of the vector registers (`vzeroupper`) after a faer product.
+///
+/// faer's f32/f64 micro-kernels are hand-written assembly that returns with the upper halves of
+/// the YMM registers dirty, and the compiler, which does not see inside them, inserts no
+/// `vzeroupper`. Every legacy-SSE instruction that runs afterwards (libm's `exp`, any code built
+/// for the baseline x86-64 target) then pays a state-transition penalty; on this machine libm's
+/// `exp` became ~20× slower. A no-op where AVX is unavailable.
+pub fn clear_upper() {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v3) = pulp::x86::V3::try_new() {
+        v3.avx._mm256_zeroupper();
     }
 }
 
@@ -291,7 +328,7 @@ pub struct FastEngine<'a> {
     arch: Arch,
     backend: MatmulBackend,
     e: RowMat,
-    et: RowMat,
+    v64: Vec<Vec<f64>>,
     q: RowMat,
     pool: Mutex<Vec<Workspace>>,
     parts: Vec<Part>,
@@ -317,14 +354,21 @@ impl<'a> FastEngine<'a> {
         })?;
         let (p, d) = (dm.p(), dm.d());
         let mut e = RowMat::zeros(p, d);
-        let mut et = RowMat::zeros(d, p);
         for i in 0..p {
-            for j in 0..d {
-                let v = dm.emb.e[(i, j)] as f32;
-                e.row_mut(i)[j] = v;
-                et.row_mut(j)[i] = v;
+            for (j, v) in e.row_mut(i).iter_mut().enumerate() {
+                *v = dm.emb.e[(i, j)] as f32;
             }
         }
+        let v64 = dm
+            .emb
+            .v
+            .iter()
+            .map(|v| {
+                (0..v.nrows())
+                    .flat_map(|a| (0..d).map(move |j| v[(a, j)]))
+                    .collect()
+            })
+            .collect();
         let engine = Self {
             dm,
             objective,
@@ -333,7 +377,7 @@ impl<'a> FastEngine<'a> {
             arch,
             backend: MatmulBackend::default_for(isa),
             e,
-            et,
+            v64,
             q: RowMat::zeros(d, d),
             pool: Mutex::new(Vec::new()),
             parts: Vec::new(),
@@ -388,7 +432,7 @@ impl<'a> FastEngine<'a> {
             p: self.dm.p(),
             d: self.dm.d(),
             e: &self.e,
-            et: &self.et,
+            v64: &self.v64,
             q: &self.q,
             backend: self.backend,
         }
@@ -490,7 +534,7 @@ impl<'a> FastEngine<'a> {
             dm,
             objective,
             e,
-            et,
+            v64,
             q,
             backend,
             pool,
@@ -503,7 +547,7 @@ impl<'a> FastEngine<'a> {
             p: dm.p(),
             d,
             e,
-            et,
+            v64,
             q,
             backend: *backend,
         };
@@ -546,7 +590,7 @@ impl<'a> FastEngine<'a> {
             let Self {
                 dm,
                 e,
-                et,
+                v64,
                 q,
                 backend,
                 pool,
@@ -558,7 +602,7 @@ impl<'a> FastEngine<'a> {
                 p: dm.p(),
                 d,
                 e,
-                et,
+                v64,
                 q,
                 backend: *backend,
             };
@@ -646,5 +690,86 @@ impl Engine for FastEngine<'_> {
             grad *= faer::Scale(1.0 / batch.len() as f64);
         }
         loss
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::rng::{Stream, stream};
+    use crate::train::Run;
+    use pulp::WithSimd;
+
+    struct Materialize<'a, 'c> {
+        ctx: &'a Ctx<'c>,
+        ws: &'a mut Workspace,
+        s: &'a Sample,
+    }
+
+    impl WithSimd for Materialize<'_, '_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) {
+            materialize(simd, self.ctx, self.ws, self.s, &self.s.masks[0], 1, true);
+        }
+    }
+
+    #[test]
+    fn materialised_content_is_the_data_models_content_in_f32() {
+        for noise in [0.0, 0.3] {
+            let mut cfg = RunConfig::default();
+            cfg.data.noise = noise;
+            let run = Run::new(cfg).unwrap();
+            let e = FastEngine::new(&run.dm, Objective::Mae, 1.0, Isa::Scalar).unwrap();
+            let mut ws = e.workspace();
+            let s = run.dm.sample(&mut stream(3, Stream::Train), 1);
+            e.arch.dispatch(Materialize {
+                ctx: &e.ctx(),
+                ws: &mut ws,
+                s: &s,
+            });
+            let x = run.dm.content(&s);
+            let mask = &s.masks[0];
+            for p in 0..run.dm.p() {
+                for j in 0..run.dm.d() {
+                    let want = x[(p, j)] as f32;
+                    let vis = if mask.is_masked[p] { 0.0 } else { want };
+                    assert_eq!(
+                        ws.xt.row(p)[j].to_bits(),
+                        vis.to_bits(),
+                        "σ={noise} X̃[{p}, {j}]"
+                    );
+                    let h = vis + run.dm.emb.e[(p, j)] as f32;
+                    assert_eq!(
+                        ws.h.row(run.dm.p() + p)[j].to_bits(),
+                        h.to_bits(),
+                        "σ={noise} H[{p}, {j}]"
+                    );
+                }
+            }
+            for (i, &p) in mask.masked.iter().enumerate() {
+                for j in 0..run.dm.d() {
+                    assert_eq!(
+                        ws.xm.row(i)[j].to_bits(),
+                        (x[(p, j)] as f32).to_bits(),
+                        "σ={noise} x_{p}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flop_counts_follow_the_cost_model() {
+        assert_eq!(
+            mae_flops(256, 322, 128),
+            2 * 128 * 322 * 322 + 8 * 128 * 256 * 322 + 2 * 256 * 322 * 322
+        );
+        assert_eq!(cl_flops(36, 46), mae_flops(36, 46, 36));
+        assert_eq!(
+            cl_batch_flops(36, 46, 4),
+            8 * cl_flops(36, 46) + 2 * 16 * 46
+        );
     }
 }
