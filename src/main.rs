@@ -135,7 +135,7 @@ struct TrainArgs {
     #[arg(long)]
     threads: Option<usize>,
     /// Engine.
-    #[arg(long, value_enum, default_value = "reference")]
+    #[arg(long, value_enum, default_value = "fast")]
     engine: EngineArg,
     /// SIMD level of the fast engine: auto, scalar, v3, v4 or neon (default: $VITSSL_ISA, else auto).
     #[arg(long)]

@@ -99,6 +99,15 @@ pub fn pack_a(a: View<'_>, r0: usize, rows: usize, dst: &mut [f32]) {
         .enumerate()
     {
         let valid = MR.min(rows - t * MR);
+        if a.row_stride() == 1 && a.col_stride() != 1 {
+            // Column-major source: the MR values of one k are contiguous.
+            let (data, cs, i0) = (a.data(), a.col_stride(), r0 + t * MR);
+            for (kk, col) in panel.chunks_exact_mut(MR).enumerate() {
+                col[..valid].copy_from_slice(&data[kk * cs + i0..kk * cs + i0 + valid]);
+                col[valid..].fill(0.0);
+            }
+            continue;
+        }
         for r in 0..MR {
             if r >= valid {
                 for col in panel.chunks_exact_mut(MR) {

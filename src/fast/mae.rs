@@ -103,13 +103,13 @@ fn sample<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, s: &Sample, slot:
     }
 
     let w = ws.w.view_mut().into_cols(slot * p, p);
-    let hm = ws.hq.view().rows(0, m);
+    let (hm, ds) = (ws.hq.view().rows(0, m), ws.ds.view().rows(0, m));
     product(
         simd,
         ctx.backend,
         w,
         hm.t(),
-        ws.ds.view().rows(0, m),
+        ds,
         Accum::Replace,
         &mut ws.gemm,
     );
