@@ -67,18 +67,37 @@ pub fn pack_b<S: Simd>(b: View<'_>, dst: &mut [f32]) {
                 out[..w].copy_from_slice(&b.row(kk)[j0..j0 + w]);
                 out[w..].fill(0.0);
             }
+        } else if b.row_stride() == 1 {
+            // Column-major source (a transposed row-major matrix): column j0 + c is a contiguous
+            // run of k floats. Eight columns per sweep, so each packed row is written in
+            // eight-float pieces rather than float by float.
+            let (data, cs) = (b.data(), b.col_stride());
+            let col = |c: usize| &data[(j0 + c) * cs..(j0 + c) * cs + k];
+            let mut c = 0;
+            while c + 8 <= w {
+                let src: [&[f32]; 8] = core::array::from_fn(|i| col(c + i));
+                for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {
+                    let out: &mut [f32; 8] = (&mut out[c..c + 8]).try_into().expect("8 floats");
+                    for (o, s) in out.iter_mut().zip(&src) {
+                        *o = s[kk];
+                    }
+                }
+                c += 8;
+            }
+            for c in c..w {
+                for (out, &v) in blk.chunks_exact_mut(nb).zip(col(c)) {
+                    out[c] = v;
+                }
+            }
+            if w < nb {
+                for out in blk.chunks_exact_mut(nb) {
+                    out[w..].fill(0.0);
+                }
+            }
         } else {
-            // Column-major source: column j0 + c is contiguous.
-            let (data, cs, rs) = (b.data(), b.col_stride(), b.row_stride());
-            for c in 0..nb {
-                if c < w {
-                    for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {
-                        out[c] = data[(j0 + c) * cs + kk * rs];
-                    }
-                } else {
-                    for out in blk.chunks_exact_mut(nb) {
-                        out[c] = 0.0;
-                    }
+            for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = if c < w { b.at(kk, j0 + c) } else { 0.0 };
                 }
             }
         }
@@ -555,7 +574,7 @@ mod tests {
 
     #[test]
     fn gemm_matches_naive_at_awkward_sizes() {
-        for isa in Isa::available() {
+        for isa in crate::fast::test_isas() {
             let arch = isa.arch().unwrap();
             let mut scratch = GemmScratch::new();
             let sz = sizes(isa);
@@ -627,7 +646,7 @@ mod tests {
 
     #[test]
     fn row_ops_match_their_formulas_and_softmax_is_stable() {
-        for isa in Isa::available() {
+        for isa in crate::fast::test_isas() {
             let arch = isa.arch().unwrap();
             for &n in &sizes(isa) {
                 let x0: Vec<f32> = (0..n).map(|i| ((i * 7 % 11) as f32 - 5.0) * 3.0).collect();

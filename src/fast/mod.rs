@@ -1,39 +1,64 @@
 //! The fast engine: fused f32 forward + backward kernels written with pulp, parallel over
 //! fixed sample chunks (SPEC §4, §5, §11, §12).
 //!
-//! **What it computes.** The same batch loss and gradient `∇_Q L` as the f64 reference
-//! ([`crate::objectives`]), in f32 storage and arithmetic, to a relative error ≤ 1e-4 (SPEC §11).
-//! MAE ([`mae`]): per sample `U = H_M Q`, one fused pass over the keys per panel of masked query
-//! rows (scores, max-subtracted softmax, `F_p`, `r_p = x_p − F_p`, `g_p· = −r_pᵀ X̃ᵀ`, `Ds_p·`),
-//! `W = H_Mᵀ Ds`, and per chunk `∇ = Σ_i W_i H_i`. CL ([`cl`]): per view the forward keeps only
-//! `G = (1/P) X̃ᵀ colsum(A)`; the `n × n` logits and their softmax are formed once per batch in
-//! f64 by [`info_nce`] (`O(n²d)`, negligible); the backward recomputes the
-//! attention and forms `Ds_pq = A_pq (c_q − ⟨A_p·, c⟩)`, `c = (1/P) X̃ ∂L/∂G`, then `Σ W H`.
+//! **What it computes.** The batch loss and gradient `∇_Q L` of the f64 reference
+//! ([`crate::objectives`]), in f32 storage and arithmetic, to a relative error ≤ 1e-4 (SPEC §11;
+//! ~1e-7 in the tests). The training loop keeps `Q` in f64; [`FastEngine::set_q`] rounds it into
+//! the engine's own f32 copy each step, and the gradient is folded back in f64.
+//!
+//! - MAE (`mae.rs`), per sample: `U = H_M Q` (masked query rows, `h_p = e_p`); per panel of up
+//!   to [`QP`] masked rows one fused pass over the P keys — scores `U_p Hᵀ`, max-subtracted
+//!   softmax `A_p·`, `F_p = A_p· X̃`, `r_p = x_p − F_p` (loss `½‖r_p‖²`), `g_p· = −r_pᵀ X̃ᵀ`,
+//!   `Ds_p· = A_p· ⊙ (g_p· − ⟨A_p·, g_p·⟩)` — with panel-sized scratch only; then
+//!   `W = H_Mᵀ Ds` (`d × P`), and per chunk of samples `∇ = Σ_i W_i H_i` as one product.
+//!   The work is exactly the SPEC §12 cost model `2md² + 4mPd + 4mPd + 2Pd²`
+//!   ([`mae_flops`]); masked keys are not skipped.
+//! - CL (`cl.rs`), per view: the forward keeps only `G = (1/P) X̃ᵀ colsum(A)`; the `n × n`
+//!   logits and their softmax are formed once per batch in f64 by [`info_nce`]; the backward
+//!   recomputes the attention, forms `Ds_pq = A_pq (c_q − ⟨A_p·, c⟩)` with
+//!   `c = (1/P) X̃ ∂L/∂G`, then `W = Hᵀ Ds` and `Σ W H` per chunk. (Executed work per view:
+//!   `6Pd² + 6P²d`, close to the `4Pd² + 8P²d` of [`cl_flops`].)
+//!
+//! Content is materialised per sample into the worker's [`Workspace`]: noise-free rows are
+//! `z_{a(p)} v_{k,a(p)}` (the product [`DataModel::write_content`] forms, bit-identical),
+//! noisy ones come from `write_content`. The key-side factors `Hᵀ`, `X̃`, `X̃ᵀ` are then packed
+//! once per sample into the layout of [`kernels`]' micro-kernel.
 //!
 //! **Instruction sets.** The engine runs on one [`Isa`], dispatched once per chunk through its
-//! `pulp::Arch`: every kernel is a generic `<S: Simd>` body in a named `WithSimd` struct, the
-//! exponential is [`exp::exp_f32s`]. Products come from one of two [`MatmulBackend`]s:
-//! - [`MatmulBackend::Pulp`]: our register-blocked [`kernels::gemm`], dispatched through the
-//!   chosen `Arch` like everything else;
-//! - [`MatmulBackend::Faer`]: faer's `matmul` for the three large products (`U = H_q Q`,
-//!   `W = H_qᵀ Ds`, `Σ W H`); the fused passes always use our kernel.
+//! `pulp::Arch`: every kernel is a generic `<S: Simd>` body inside a named `WithSimd` struct,
+//! and the exponential is [`exp::exp_f32s`]. The fused passes always use our packed
+//! micro-kernel ([`kernels::gemm_packed`]); the three large products (`U = H_q Q`, `W`,
+//! `Σ W H`) come from one of two [`MatmulBackend`]s:
+//! - [`MatmulBackend::Faer`]: faer's `matmul` with `Par::Seq`;
+//! - [`MatmulBackend::Pulp`]: our [`kernels::gemm`], on the chosen `Arch` like everything else.
 //!
-//! faer picks its own SIMD level at run time, whatever we ask for. So the default backend is
-//! faer only when the requested level *is* the best level of this machine and build (faer's
-//! choice then coincides with ours), and our kernel otherwise — in particular with
-//! [`Isa::Scalar`] every part of the step runs pulp's scalar backend, which makes
-//! architecture comparisons honest. [`FastEngine::set_backend`] overrides the choice.
+//! faer picks its own SIMD level at run time, whatever we ask for. So the default
+//! ([`MatmulBackend::default_for`]) is faer only when the requested level *is* the best level of
+//! this machine and build, where faer's choice coincides with ours, and our kernel otherwise. In
+//! particular with [`Isa::Scalar`] every part of the step runs pulp's scalar backend: no AVX,
+//! no FMA instruction, one f32 per logical vector. (Like any portable code it is compiled for
+//! the baseline target, so LLVM may still auto-vectorise parts of it with 128-bit SSE2; Rust
+//! offers no way to forbid that from the source.) [`FastEngine::set_backend`] overrides the
+//! choice, e.g. to time faer against our kernel.
+//!
+//! After every faer product the engine runs `vzeroupper` ([`clear_upper`]): faer's assembly
+//! micro-kernels return with the upper halves of the YMM registers dirty, which made every later
+//! legacy-SSE instruction (libm's `exp` in particular) ~45× slower on this machine.
 //!
 //! **Parallelism and determinism.** Samples are processed in chunks of
 //! [`crate::objectives::SAMPLE_CHUNK`] on rayon's pool; each chunk writes its own partial loss and
 //! gradient, and the partials are folded in chunk order (in f64), so results are bit-identical at
-//! any thread count (SPEC §11). Inside a chunk faer runs with `Par::Seq`.
+//! any thread count (SPEC §11). Workspaces come from a pool filled when the engine is built (one
+//! per rayon thread; a new one only if more workers than that show up) and are reused for every
+//! step and sample; every f32 buffer is 64-byte aligned, so which worker computed a chunk does
+//! not change its bits.
 //!
-//! **Memory.** One [`Workspace`] per worker, allocated when the engine is built (more only if
-//! more workers than expected show up) and reused for every step and sample: `O(Pd)` key-side
-//! matrices, `O(QP·P)` row scratch, the `m × P` (MAE) or `P × P` (CL) `Ds` rows, and the chunk's
-//! `W` and `H` blocks (`d × cP`, `cP × d`). No `P × P` attention per sample is ever stored.
-//! All f32 matrices are row-major with rows padded to 16 floats and 64-byte aligned.
+//! **Memory.** Per workspace: `O(Pd)` key-side matrices and their packed copies, `QP × P` and
+//! `QP × d` panel scratch, the `m × P` (MAE) or `P × P` (CL) `Ds` rows that are the fused pass's
+//! output, and the chunk's `W` and `H` blocks (`d × cP`, `cP × d`; `c` = 8 samples for MAE,
+//! 16 views for CL). No `P × P` attention matrix of any sample is ever stored. Per engine: one
+//! `d × d` partial per chunk of the batch. At `P = 256`, `d = 322`, `n = 256` the whole
+//! `vitssl train` process stays around 60 MiB.
 
 pub mod exp;
 pub mod kernels;
@@ -691,6 +716,15 @@ impl Engine for FastEngine<'_> {
         }
         loss
     }
+}
+
+/// Every ISA this machine runs, printing a note for each one it does not (for tests).
+#[cfg(test)]
+pub(crate) fn test_isas() -> Vec<Isa> {
+    for isa in Isa::ALL.into_iter().filter(|i| !i.is_available()) {
+        println!("note: ISA {isa} is not available on this machine/build; skipped");
+    }
+    Isa::available()
 }
 
 #[cfg(test)]
