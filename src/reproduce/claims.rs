@@ -119,48 +119,69 @@ impl<'a> Builder<'a> {
     }
 
     /// The MAE-local and CL-collapse claims for a pair of runs.
-    fn local_and_collapse(&mut self, tag: &str, mae: &str, cl: &str, rule: fn(f64, bool) -> Rule) {
+    fn local_and_collapse(&mut self, tag: &str, mae: &str, cl: &str, judge: bool) {
         let m = self.get(mae);
         let c = self.get(cl);
-        self.push(
-            format!("{tag}mae_own_mass"),
-            m.map(|r| r.own_mass),
-            rule(0.85, true),
-            format!("MAE ({mae}): masked local queries put this much attention on the visible part of their own area."),
-        );
-        self.push(
-            format!("{tag}mae_global_mass_local"),
-            m.map(|r| r.global_mass_local),
-            rule(0.05, false),
-            format!("MAE ({mae}): the same queries put only this much on the global area."),
-        );
-        self.push(
-            format!("{tag}cl_global_mass_all"),
-            c.map(|r| r.global_mass_all),
-            rule(0.85, true),
-            format!("CL ({cl}): every query puts this much attention on the visible global area."),
-        );
-        self.push(
-            format!("{tag}cl_own_mass"),
-            c.map(|r| r.own_mass),
-            rule(0.05, false),
-            format!(
-                "CL ({cl}): masked local queries keep only this much attention on their own area."
+        let items: [(&str, Option<f64>, f64, bool, String); 4] = [
+            (
+                "mae_own_mass",
+                m.map(|r| r.own_mass),
+                0.85,
+                true,
+                format!(
+                    "MAE ({mae}): masked local queries put this much attention on the visible part of their own area."
+                ),
             ),
-        );
+            (
+                "mae_global_mass_local",
+                m.map(|r| r.global_mass_local),
+                0.05,
+                false,
+                format!("MAE ({mae}): the same queries put only this much on the global area."),
+            ),
+            (
+                "cl_global_mass_all",
+                c.map(|r| r.global_mass_all),
+                0.85,
+                true,
+                format!(
+                    "CL ({cl}): every query puts this much attention on the visible global area."
+                ),
+            ),
+            (
+                "cl_own_mass",
+                c.map(|r| r.own_mass),
+                0.05,
+                false,
+                format!(
+                    "CL ({cl}): masked local queries keep only this much attention on their own area."
+                ),
+            ),
+        ];
+        for (name, value, t, at_least, sentence) in items {
+            let judged = if at_least {
+                Rule::AtLeast(t)
+            } else {
+                Rule::AtMost(t)
+            };
+            if judge {
+                self.push(format!("{tag}{name}"), value, judged, sentence);
+            } else {
+                // Reported, not judged; the sentence says whether the headline threshold holds.
+                let holds = match value.map(|v| judged.judge(v)) {
+                    Some(Verdict::Pass) => format!(" Holds ({}).", judged.text()),
+                    Some(_) => format!(" Does not hold ({}).", judged.text()),
+                    None => String::new(),
+                };
+                self.push(
+                    format!("{tag}{name}"),
+                    value,
+                    Rule::Report,
+                    sentence + &holds,
+                );
+            }
+        }
     }
-}
-
-fn judged(t: f64, at_least: bool) -> Rule {
-    if at_least {
-        Rule::AtLeast(t)
-    } else {
-        Rule::AtMost(t)
-    }
-}
-
-fn reported(_: f64, _: bool) -> Rule {
-    Rule::Report
 }
 
 /// Least-squares slope of `y` against `x`.
@@ -192,7 +213,7 @@ pub fn evaluate(runs: &[RunRow]) -> Vec<Claim> {
         runs: runs.iter().map(|r| (r.id.as_str(), r)).collect(),
         out: Vec::new(),
     };
-    b.local_and_collapse("", "headline/mae", "headline/cl", judged);
+    b.local_and_collapse("", "headline/mae", "headline/cl", true);
     let ratio = match (b.get("headline/mae"), b.get("headline/cl")) {
         (Some(m), Some(c)) => Some(m.diversity / c.diversity),
         _ => None,
@@ -208,7 +229,7 @@ pub fn evaluate(runs: &[RunRow]) -> Vec<Claim> {
             &format!("imbalance_rho{rho}_"),
             &format!("imbalance/mae/rho{rho}"),
             &format!("imbalance/cl/rho{rho}"),
-            judged,
+            true,
         );
     }
 
@@ -299,7 +320,7 @@ pub fn evaluate(runs: &[RunRow]) -> Vec<Claim> {
             &format!("beyond_{variant}_"),
             &format!("beyond/mae/{variant}"),
             &format!("beyond/cl/{variant}"),
-            reported,
+            false,
         );
     }
     b.out
