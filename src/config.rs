@@ -21,6 +21,15 @@ impl Objective {
         }
     }
 
+    /// The observable whose target decides convergence (SPEC §9): `own_mass` for MAE,
+    /// `global_mass_all` for CL.
+    pub fn convergence_observable(self) -> &'static str {
+        match self {
+            Objective::Mae => "own_mass",
+            Objective::Cl => "global_mass_all",
+        }
+    }
+
     /// SPEC §6 default learning rate: η = 1 for MAE, η = 4 for CL.
     pub fn default_lr(self) -> f64 {
         match self {

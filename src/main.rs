@@ -369,17 +369,11 @@ fn train(args: TrainArgs) -> Result<()> {
     } else {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
-    let watched = match t.objective {
-        Objective::Mae => "own_mass",
-        Objective::Cl => "global_mass_all",
-    };
+    let watched = t.objective.convergence_observable();
     let result = run.train(
         engine.as_mut(),
         |row| {
-            let v = match t.objective {
-                Objective::Mae => row.obs.own_mass,
-                Objective::Cl => row.obs.global_mass_all,
-            };
+            let v = row.obs.convergence_value(t.objective);
             bar.set_message(format!("{watched} {v:.3}"));
             writer
                 .write(train_row(row, &prov, &cols))
@@ -406,10 +400,7 @@ fn train(args: TrainArgs) -> Result<()> {
     );
     println!(
         "  {watched} {:.4} (target {}), own_mass {:.4}, global_mass_local {:.4}, global_mass_all {:.4}, diversity {:.4}",
-        match t.objective {
-            Objective::Mae => s.last.obs.own_mass,
-            Objective::Cl => s.last.obs.global_mass_all,
-        },
+        s.last.obs.convergence_value(t.objective),
         t.target,
         s.last.obs.own_mass,
         s.last.obs.global_mass_local,

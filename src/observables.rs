@@ -47,6 +47,16 @@ pub struct Observables {
     pub ups_other: f64,
 }
 
+impl Observables {
+    /// The value of [`Objective::convergence_observable`] for `objective`.
+    pub fn convergence_value(&self, objective: Objective) -> f64 {
+        match objective {
+            Objective::Mae => self.own_mass,
+            Objective::Cl => self.global_mass_all,
+        }
+    }
+}
+
 /// FP and PP correlations read off `Q`: `(phi_target, phi_global, ups_same, ups_other)`.
 pub fn correlations(dm: &DataModel, q: MatRef<'_, f64>) -> (f64, f64, f64, f64) {
     let eq = mul(dm.emb.e.as_ref(), q);

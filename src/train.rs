@@ -124,10 +124,7 @@ impl Run {
         let mut rho0 = f64::NAN;
         let mut t_cross = None;
         let mut converged_at: Option<(usize, f64)> = None;
-        let reached = |o: &Observables| match t.objective {
-            Objective::Mae => o.own_mass >= t.target,
-            Objective::Cl => o.global_mass_all >= t.target,
-        };
+        let reached = |o: &Observables| o.convergence_value(t.objective) >= t.target;
 
         let mut record = |step: usize, seconds: f64, q: &Mat<f64>| -> Result<EvalRow> {
             let row = EvalRow {
