@@ -91,7 +91,7 @@ pub(super) fn view_forward<S: Simd>(
     s: &Sample,
     v: usize,
 ) {
-    materialize(simd, ctx, ws, s, &s.masks[v], 0, false);
+    materialize(simd, ctx, ws, s, &s.masks[v], 0);
     let p = ctx.p;
     ws.colsum.fill(0.0);
     attention_pass(simd, ctx, ws, 0, Pass::ColumnSums);
@@ -113,7 +113,7 @@ fn view_backward<S: Simd>(
     dg: &[f32],
     slot: usize,
 ) {
-    materialize(simd, ctx, ws, s, &s.masks[v], slot, false);
+    materialize(simd, ctx, ws, s, &s.masks[v], slot);
     let p = ctx.p;
     let inv_p = 1.0 / p as f32;
     for q in 0..p {

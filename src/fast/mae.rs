@@ -1,127 +1,254 @@
 //! Fused MAE forward + backward of one sample, and of a chunk of samples (SPEC §4–5).
 //!
-//! Only the `m` masked query rows enter; their tokens are `h_p = e_p`, so `H_M = E_M`.
-//! 1. `U = H_M Q` (`m × d`, a product).
-//! 2. For every panel of up to [`QP`] masked query rows, one fused pass over the P keys with
-//!    row-sized scratch (`QP × P` and `QP × d`, never `m × P × P` or `P × P`):
-//!    scores `s_p· = U_p Hᵀ`; max-subtracted softmax `A_p·`; output `F_p = A_p· X̃`;
-//!    residual `r_p = x_p − F_p` (loss `½‖r_p‖²`); `t_p· = r_pᵀ X̃ᵀ` (so `g_p· = −t_p·`); and the
-//!    softmax backward `Ds_p· = A_p· ⊙ (g_p· − ⟨A_p·, g_p·⟩)`, stored as row p of `Ds` (`m × P`,
-//!    the kernel's output).
-//! 3. `W = H_Mᵀ Ds` (`d × P`) into the sample's slot of the chunk buffer.
-//! 4. Per chunk: `∇_Q Σ_i ℓ_i = Σ_i W_i H_i = [W_1 … W_c]·[H_1; …; H_c]`, one product.
+//! Only the `m` masked query rows enter, and their tokens carry position only (`h_p = e_p`).
+//! Every term that involves positions alone is therefore the same for every sample of a step,
+//! and is computed once per step instead of once per sample (see [`super`]): `R = E Q`
+//! (`P × d`; the query row of position p is `U_p = R_p`) and `Π = R Eᵀ` (`P × P`, the
+//! position-position scores `e_pᵀ Q e_q`). A masked key contributes to the softmax through its
+//! position only, and nothing to the outputs or to `g`, so the content products run over the
+//! `P − m` visible keys only.
 //!
-//! Every buffer is f32 and lives in the worker's [`Workspace`]. The three key-side factors are
-//! packed once per sample in the layout their pass streams (`Hᵀ` for the scores, `X̃` for the
-//! outputs, `X̃ᵀ` for `t`), and each query panel is packed before its product, so every pass
-//! reads two contiguous streams (see [`super::kernels`]).
+//! Per sample, keys are taken in the order `[V; M]` (visible positions ascending, then the
+//! masked ones in mask order), `X_V` is the `(P − m) × d` content of the visible keys, and for
+//! every panel of up to [`QP`] masked query rows one fused pass computes, with panel-sized
+//! scratch only (`QP × P` and `QP × d`; never `P × P` per sample):
+//! 1. scores `s_p· = Π_p· + [U_p X_Vᵀ, 0]` (the gathered row of `Π` plus the content scores of
+//!    the visible keys);
+//! 2. the max-subtracted softmax `A_p·` over all P keys;
+//! 3. `F_p = A_{p,V} X_V`, the residual `r_p = x_p − F_p` and the loss `½‖r_p‖²`;
+//! 4. `t_p· = [r_p X_Vᵀ, 0]` (so `g_p· = −t_p·`; zero on the masked keys);
+//! 5. `Ds_p· = −A_p· ⊙ (t_p· − ⟨A_p·, t_p·⟩)`;
+//! 6. `Ds_{p,V} X_V`, added to row p of the chunk's content accumulator `C` (`P × d`), and
+//!    `Ds_p·` scattered back to natural key order into row p of the chunk's position
+//!    accumulator `D` (`P × P`).
+//!
+//! Since `∇_Q ℓ = Σ_p e_p (Σ_q Ds_pq (x̃_q + e_q))ᵀ = E_Mᵀ (Ds_{·,V} X_V + Ds E)`, the batch
+//! gradient is `Eᵀ (C + D E)` with `C`, `D` summed over the batch: two products per step, formed
+//! by the engine after the chunks are folded. The per-sample work is `8m(P − m)d` FLOPs, all of
+//! it in the packed micro-kernel ([`mae_sample_flops`]), against the dense count
+//! `2md² + 8mPd + 2Pd²` of SPEC §12 ([`super::mae_flops`]).
 
 use super::kernels::{
-    gemm_packed, pack_a, packed_a_len, packed_b_len, residual_row, softmax_backward_row,
-    softmax_row,
+    axpy, gemm_packed, pack_a, pack_b, packed_a_len, packed_b_len, residual_row,
+    softmax_backward_row, softmax_row,
 };
-use super::{Ctx, QP, Workspace, materialize, product};
+use super::mat::RowMat;
+use super::{Ctx, QP, Workspace};
 use crate::data::Sample;
 use faer::Accum;
 use pulp::{Simd, WithSimd};
 
-/// One sample into chunk slot `slot`: returns `ℓ = ½ Σ_{p∈M} ‖x_p − F_p‖²` and leaves
-/// `W = H_Mᵀ Ds` and `H` in the slot.
+/// FLOPs of one MAE sample in the fast engine: `8m(P − m)d` (four products over the visible
+/// keys). The per-step products are [`mae_step_flops`].
+pub fn mae_sample_flops(p: usize, d: usize, m: usize) -> u64 {
+    let (p, d, m) = (p as u64, d as u64, m as u64);
+    8 * m * (p - m) * d
+}
+
+/// FLOPs the fast engine spends once per MAE step, whatever the batch size: `R = E Q`
+/// (`2Pd²`), `Π = R Eᵀ` (`2P²d`), `C + D E` (`2P²d`) and `Eᵀ (C + D E)` (`2Pd²`).
+pub fn mae_step_flops(p: usize, d: usize) -> u64 {
+    let (p, d) = (p as u64, d as u64);
+    4 * p * d * d + 4 * p * p * d
+}
+
+/// Materialises sample `s` for MAE: the visible content `X_V` (compact, in key order), the
+/// content `x_p` of the masked queries, the key order `[V; M]`, and `X_V`, `X_Vᵀ` packed for
+/// the micro-kernel.
+///
+/// Noise-free rows are built as `x_p = z_{a(p)} v_{k,a(p)}` (the same f64 product
+/// [`crate::data::DataModel::write_content`] forms, so the same f32 values); noisy content goes
+/// through `write_content`, which owns the noise stream.
 #[inline(always)]
-fn sample<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, s: &Sample, slot: usize) -> f64 {
+pub(super) fn materialize<S: Simd>(ctx: &Ctx<'_>, ws: &mut Workspace, s: &Sample) {
+    let (p, d) = (ctx.p, ctx.d);
     let mask = &s.masks[0];
-    materialize(simd, ctx, ws, s, mask, slot, true);
-    let (p, d, m) = (ctx.p, ctx.d, mask.masked.len());
+    assert_eq!(mask.is_masked.len(), p, "mask of another geometry");
+    let m = mask.masked.len();
+    assert!(m <= ws.rows, "more masked rows than the workspace holds");
+    assert!(m < p, "an MAE mask leaves at least one key visible");
+    let nv = p - m;
+    // Key order [V; M]; `row_of[q]` is q's row in X_V (visible) or in the masked rows.
+    let mut j = 0;
+    for q in 0..p {
+        if !mask.is_masked[q] {
+            ws.keys[j] = q;
+            ws.row_of[q] = j;
+            j += 1;
+        }
+    }
+    for (i, &q) in mask.masked.iter().enumerate() {
+        ws.keys[nv + i] = q;
+        ws.row_of[q] = i;
+    }
+    if ctx.dm.cfg.noise == 0.0 {
+        let area = &ctx.dm.geom.clusters[s.cluster].area;
+        let v = &ctx.v64[s.cluster];
+        for (q, &a) in area.iter().enumerate() {
+            let (z, vr) = (s.z[a], &v[a * d..(a + 1) * d]);
+            let dst = if mask.is_masked[q] {
+                ws.xm.row_mut(ws.row_of[q])
+            } else {
+                ws.xt.row_mut(ws.row_of[q])
+            };
+            for (o, &x) in dst.iter_mut().zip(vr) {
+                *o = (z * x) as f32;
+            }
+        }
+    } else {
+        let (sx, sxm) = (ws.xt.stride(), ws.xm.stride());
+        let xv = ws.xt.data_mut();
+        let xm = ws.xm.data_mut();
+        let row_of = &ws.row_of;
+        let masked = &mask.is_masked;
+        ctx.dm.write_content(s, |q, j, v| {
+            if masked[q] {
+                xm[row_of[q] * sxm + j] = v as f32;
+            } else {
+                xv[row_of[q] * sx + j] = v as f32;
+            }
+        });
+    }
+    let xv = ws.xt.view().rows(0, nv);
+    pack_b::<S>(xv, ws.xtp.get(packed_b_len(nv, d)));
+    pack_b::<S>(xv.t(), ws.xttp.get(packed_b_len(d, nv)));
+}
 
-    let u = ws.u.view_mut().into_rows(0, m);
-    product(
-        simd,
-        ctx.backend,
-        u,
-        ws.hq.view().rows(0, m),
-        ctx.q.view(),
-        Accum::Replace,
-        &mut ws.gemm,
-    );
-
-    let htp = ws.htp.slice(packed_b_len(d, p));
-    let xtp = ws.xtp.slice(packed_b_len(p, d));
-    let xttp = ws.xttp.slice(packed_b_len(d, p));
+/// One sample: returns `ℓ = ½ Σ_{p∈M} ‖x_p − F_p‖²` and adds its rows into the content
+/// accumulator `c` (`P × d`) and the position accumulator `dacc` (`P × P`).
+#[inline(always)]
+fn sample<S: Simd>(
+    simd: S,
+    ctx: &Ctx<'_>,
+    ws: &mut Workspace,
+    s: &Sample,
+    c: &mut RowMat,
+    dacc: &mut RowMat,
+) -> f64 {
+    materialize::<S>(ctx, ws, s);
+    let masked = &s.masks[0].masked;
+    let (p, d, m) = (ctx.p, ctx.d, masked.len());
+    let nv = p - m;
+    let xvp = ws.xtp.slice(packed_b_len(nv, d));
+    let xvtp = ws.xttp.slice(packed_b_len(d, nv));
     let mut loss = 0.0f64;
     let mut r0 = 0;
     while r0 < m {
         let nr = (m - r0).min(QP);
-        // Scores s = U Hᵀ.
+        let rows = &masked[r0..r0 + nr];
+        // Scores: the gathered rows of Π, plus U X_Vᵀ on the visible keys.
+        for (i, &qp) in rows.iter().enumerate() {
+            let pi = ctx.pp.row(qp);
+            for (o, &k) in ws.sc.row_mut(i).iter_mut().zip(&ws.keys) {
+                *o = pi[k];
+            }
+        }
         let ap = ws.ap.get(packed_a_len(nr, d));
-        pack_a(ws.u.view(), r0, nr, ap);
+        pack_rows(ctx.r, rows, d, ap);
         gemm_packed(
             simd,
-            &mut ws.sc.view_mut(),
+            &mut ws.sc.view_mut().into_cols(0, nv),
             0,
             nr,
             d,
             ap,
-            htp,
-            Accum::Replace,
+            xvtp,
+            Accum::Add,
         );
         for i in 0..nr {
             softmax_row(simd, ws.sc.row_mut(i));
         }
-        // Outputs F = A X̃, residuals r = x − F.
-        let ap = ws.ap.get(packed_a_len(nr, p));
-        pack_a(ws.sc.view(), 0, nr, ap);
+        // Outputs F = A_V X_V, residuals r = x − F.
+        let ap = ws.ap.get(packed_a_len(nr, nv));
+        pack_a(ws.sc.view().cols(0, nv), 0, nr, ap);
         gemm_packed(
             simd,
             &mut ws.f.view_mut(),
             0,
             nr,
-            p,
+            nv,
             ap,
-            xtp,
+            xvp,
             Accum::Replace,
         );
         for i in 0..nr {
             loss += residual_row(simd, ws.xm.row(r0 + i), ws.f.row_mut(i)) as f64;
         }
-        // t = r X̃ᵀ; g = −t, so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩).
+        // t = [r X_Vᵀ, 0]; g = −t, so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩).
         let ap = ws.ap.get(packed_a_len(nr, d));
         pack_a(ws.f.view(), 0, nr, ap);
         gemm_packed(
             simd,
-            &mut ws.t.view_mut(),
+            &mut ws.t.view_mut().into_cols(0, nv),
             0,
             nr,
             d,
             ap,
-            xttp,
+            xvtp,
             Accum::Replace,
         );
         for i in 0..nr {
-            softmax_backward_row(simd, ws.sc.row(i), ws.t.row(i), -1.0, ws.ds.row_mut(r0 + i));
+            ws.t.row_mut(i)[nv..].fill(0.0);
+            softmax_backward_row(simd, ws.sc.row(i), ws.t.row(i), -1.0, ws.ds.row_mut(i));
+        }
+        // Content rows Ds_V X_V into C; Ds back to natural key order into D.
+        let ap = ws.ap.get(packed_a_len(nr, nv));
+        pack_a(ws.ds.view().cols(0, nv), 0, nr, ap);
+        gemm_packed(
+            simd,
+            &mut ws.f.view_mut(),
+            0,
+            nr,
+            nv,
+            ap,
+            xvp,
+            Accum::Replace,
+        );
+        for (i, &qp) in rows.iter().enumerate() {
+            axpy(simd, c.row_mut(qp), 1.0, ws.f.row(i));
+            let dst = dacc.row_mut(qp);
+            for (&k, &v) in ws.keys.iter().zip(ws.ds.row(i)) {
+                dst[k] += v;
+            }
         }
         r0 += nr;
     }
-
-    let w = ws.w.view_mut().into_cols(slot * p, p);
-    let (hm, ds) = (ws.hq.view().rows(0, m), ws.ds.view().rows(0, m));
-    product(
-        simd,
-        ctx.backend,
-        w,
-        hm.t(),
-        ds,
-        Accum::Replace,
-        &mut ws.gemm,
-    );
     0.5 * loss
 }
 
-/// A chunk of MAE samples: `Σ_i ℓ_i`, and `Σ_i ∇_Q ℓ_i` written into `grad` (`d × d`).
+/// Packs the rows `rows` of `r` (`· × k`) into micro-panels, as [`pack_a`] packs contiguous rows.
+#[inline(always)]
+fn pack_rows(r: &RowMat, rows: &[usize], k: usize, dst: &mut [f32]) {
+    use super::kernels::MR;
+    for (t, panel) in dst[..packed_a_len(rows.len(), k)]
+        .chunks_exact_mut(k * MR)
+        .enumerate()
+    {
+        for lane in 0..MR {
+            match rows.get(t * MR + lane) {
+                Some(&row) => {
+                    for (kk, &v) in r.row(row).iter().enumerate() {
+                        panel[kk * MR + lane] = v;
+                    }
+                }
+                None => {
+                    for kk in 0..k {
+                        panel[kk * MR + lane] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A chunk of MAE samples: returns `Σ_i ℓ_i` and adds every sample's rows into `c` (`P × d`)
+/// and `dacc` (`P × P`), which the caller has zeroed.
 pub(super) struct MaeChunk<'a, 'c> {
     pub ctx: &'a Ctx<'c>,
     pub ws: &'a mut Workspace,
     pub samples: &'a [Sample],
-    pub grad: super::mat::ViewMut<'a>,
+    pub c: &'a mut RowMat,
+    pub dacc: &'a mut RowMat,
 }
 
 impl WithSimd for MaeChunk<'_, '_> {
@@ -133,21 +260,15 @@ impl WithSimd for MaeChunk<'_, '_> {
             ctx,
             ws,
             samples,
-            grad,
+            c,
+            dacc,
         } = self;
-        assert!(
-            samples.len() <= ws.slots,
-            "chunk of {} > {} slots",
-            samples.len(),
-            ws.slots
-        );
+        // A loop, not `map(..).sum()`: a closure body would not inherit the SIMD target
+        // features, and every intrinsic in it would become a call.
         let mut loss = 0.0;
-        for (slot, s) in samples.iter().enumerate() {
-            loss += sample(simd, ctx, ws, s, slot);
+        for s in samples {
+            loss += sample(simd, ctx, ws, s, c, dacc);
         }
-        let kp = samples.len() * ctx.p;
-        let (w, h) = (ws.w.view().cols(0, kp), ws.h.view().rows(0, kp));
-        product(simd, ctx.backend, grad, w, h, Accum::Replace, &mut ws.gemm);
         loss
     }
 }

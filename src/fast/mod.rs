@@ -74,11 +74,12 @@ use crate::error::{Error, Result};
 use crate::isa::Isa;
 use crate::objectives::SAMPLE_CHUNK;
 pub use cl::info_nce;
+pub use mae::{mae_sample_flops, mae_step_flops};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use kernels::GemmScratch;
 use mat::{RowMat, Scratch, View, ViewMut};
-use pulp::{Arch, Simd};
+use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
@@ -121,8 +122,8 @@ pub fn cl_batch_flops(p: usize, d: usize, n: usize) -> u64 {
     2 * n as u64 * cl_flops(p, d) + 2 * (n * n * d) as u64
 }
 
-/// What every worker reads: geometry, `E`, `Eᵀ`, `V` (f64, for the noise-free content), `Q`
-/// (f32) and the product backend.
+/// What every worker reads: geometry, `E`, `V` (f64, for the noise-free content), `Q` (f32),
+/// for MAE the per-step `R = E Q` and `Π = R Eᵀ`, and the product backend.
 pub(crate) struct Ctx<'a> {
     dm: &'a DataModel,
     p: usize,
@@ -130,6 +131,8 @@ pub(crate) struct Ctx<'a> {
     e: &'a RowMat,
     v64: &'a [Vec<f64>],
     q: &'a RowMat,
+    r: &'a RowMat,
+    pp: &'a RowMat,
     backend: MatmulBackend,
 }
 
@@ -139,37 +142,40 @@ pub struct Workspace {
     d: usize,
     rows: usize,
     slots: usize,
-    /// `X̃` (`P × d`).
+    /// CL: `X̃` (`P × d`). MAE: the visible content `X_V` in key order (first `P − m` rows).
     xt: RowMat,
     /// MAE: content rows `x_p` of the masked queries (`m × d`).
     xm: RowMat,
-    /// MAE: query tokens `H_M = E_M` (`m × d`).
-    hq: RowMat,
-    /// `U` (`rows × d`).
+    /// CL: `U = H Q` (`P × d`).
     u: RowMat,
-    /// Packed key-side factors ([`kernels::pack_b`]): `Hᵀ` (`d × P`) for the scores, and for MAE
-    /// `X̃` (`P × d`) for the outputs and `X̃ᵀ` (`d × P`) for `t = r X̃ᵀ`.
+    /// Packed key-side factors ([`kernels::pack_b`]): CL `Hᵀ` (`d × P`) for the scores; MAE
+    /// `X_V` (`(P − m) × d`) for the outputs and `X_Vᵀ` (`d × (P − m)`) for the scores and `t`.
     htp: Scratch,
     xtp: Scratch,
     xttp: Scratch,
     /// A packed query panel ([`kernels::pack_a`]).
     ap: Scratch,
-    /// Panel scratch: scores → attention (`QP × P`), outputs → residuals (`QP × d`), `t`
-    /// (`QP × P`).
+    /// Panel scratch: scores → attention (`QP × P`), MAE outputs → residuals → content rows
+    /// (`QP × d`), MAE `t` (`QP × P`).
     sc: RowMat,
     f: RowMat,
     t: RowMat,
-    /// `Ds` rows (`rows × P`).
+    /// `Ds` rows: MAE one panel (`QP × P`), CL the whole view (`P × P`).
     ds: RowMat,
     /// CL: column sums of `A`, `c = (1/P) X̃ ∂L/∂G`, and `G`.
     colsum: Vec<f32>,
     c: Vec<f32>,
     gvec: Vec<f32>,
-    /// Masked row index of every masked position.
+    /// MAE: the key order `[V; M]`, and each position's row in `X_V` or in the masked rows.
+    keys: Vec<usize>,
     row_of: Vec<usize>,
-    /// The chunk's `[W_1 … W_c]` (`d × cP`) and `[H_1; …; H_c]` (`cP × d`).
+    /// CL: the chunk's `[W_1 … W_c]` (`d × cP`) and `[H_1; …; H_c]` (`cP × d`).
     w: RowMat,
     h: RowMat,
+    /// MAE single-sample entry points: the content (`P × d`) and position (`P × P`)
+    /// accumulators.
+    c_acc: RowMat,
+    d_acc: RowMat,
     /// Packing buffers of [`kernels::gemm`] (used by the pulp product backend only).
     gemm: GemmScratch,
     /// Gradient of the single-sample entry points (`d × d`).
@@ -180,38 +186,40 @@ impl Workspace {
     fn new(p: usize, d: usize, m: usize, objective: Objective) -> Self {
         let mae = objective == Objective::Mae;
         let rows = if mae { m } else { p };
-        let slots = if mae { SAMPLE_CHUNK } else { 2 * SAMPLE_CHUNK };
-        let mae_only = |r: usize, c: usize| {
-            if mae {
+        let slots = if mae { 0 } else { 2 * SAMPLE_CHUNK };
+        let only = |keep: bool, r: usize, c: usize| {
+            if keep {
                 RowMat::zeros(r, c)
             } else {
                 RowMat::zeros(0, c)
             }
         };
-        let mae_len = |len: usize| if mae { len } else { 0 };
+        let len = |keep: bool, len: usize| if keep { len } else { 0 };
         Self {
             p,
             d,
             rows,
             slots,
             xt: RowMat::zeros(p, d),
-            xm: mae_only(m, d),
-            hq: mae_only(m, d),
-            u: RowMat::zeros(rows, d),
-            htp: Scratch::zeros(kernels::packed_b_len(d, p)),
-            xtp: Scratch::zeros(mae_len(kernels::packed_b_len(p, d))),
-            xttp: Scratch::zeros(mae_len(kernels::packed_b_len(d, p))),
+            xm: only(mae, m, d),
+            u: only(!mae, p, d),
+            htp: Scratch::zeros(len(!mae, kernels::packed_b_len(d, p))),
+            xtp: Scratch::zeros(len(mae, kernels::packed_b_len(p, d))),
+            xttp: Scratch::zeros(len(mae, kernels::packed_b_len(d, p))),
             ap: Scratch::zeros(kernels::packed_a_len(QP, p.max(d))),
             sc: RowMat::zeros(QP, p),
-            f: mae_only(QP, d),
-            t: mae_only(QP, p),
-            ds: RowMat::zeros(rows, p),
+            f: only(mae, QP, d),
+            t: only(mae, QP, p),
+            ds: RowMat::zeros(if mae { QP } else { p }, p),
             colsum: vec![0.0; p],
             c: vec![0.0; p],
             gvec: vec![0.0; d],
+            keys: vec![0; p],
             row_of: vec![usize::MAX; p],
             w: RowMat::zeros(d, slots * p),
             h: RowMat::zeros(slots * p, d),
+            c_acc: only(mae, p, d),
+            d_acc: only(mae, p, p),
             gemm: GemmScratch::new(),
             grad: Some(RowMat::zeros(d, d)),
         }
@@ -228,8 +236,8 @@ impl Workspace {
     }
 }
 
-/// Materialises view `mask` of `s` into `ws`: `X̃`, `H = X̃ + E` (into chunk slot `slot`), packed
-/// `Hᵀ`, and for MAE the masked content rows, `H_M = E_M`, packed `X̃` and packed `X̃ᵀ`.
+/// Materialises view `mask` of `s` for CL into `ws`: `X̃`, `H = X̃ + E` (into chunk slot
+/// `slot`) and packed `Hᵀ`.
 ///
 /// Noise-free content is built row by row as `x_p = z_{a(p)} v_{k,a(p)}` (the same f64 product
 /// [`DataModel::write_content`] forms, so the same f32 values); noisy content goes through
@@ -242,52 +250,29 @@ fn materialize<S: Simd>(
     s: &Sample,
     mask: &Mask,
     slot: usize,
-    mae: bool,
 ) {
     let (p, d) = (ctx.p, ctx.d);
     assert_eq!(mask.is_masked.len(), p, "mask of another geometry");
-    if mae {
-        assert!(
-            mask.masked.len() <= ws.rows,
-            "more masked rows than the workspace holds"
-        );
-        for (i, &q) in mask.masked.iter().enumerate() {
-            ws.row_of[q] = i;
-        }
-    }
     if ctx.dm.cfg.noise == 0.0 {
         let area = &ctx.dm.geom.clusters[s.cluster].area;
         let v = &ctx.v64[s.cluster];
         for (q, &a) in area.iter().enumerate() {
+            let dst = ws.xt.row_mut(q);
+            if mask.is_masked[q] {
+                dst.fill(0.0);
+                continue;
+            }
             let (z, vr) = (s.z[a], &v[a * d..(a + 1) * d]);
-            let dst = if mask.is_masked[q] {
-                ws.xt.row_mut(q).fill(0.0);
-                if !mae {
-                    continue;
-                }
-                ws.xm.row_mut(ws.row_of[q])
-            } else {
-                ws.xt.row_mut(q)
-            };
             for (o, &x) in dst.iter_mut().zip(vr) {
                 *o = (z * x) as f32;
             }
         }
     } else {
-        let (sx, sxm) = (ws.xt.stride(), ws.xm.stride());
+        let sx = ws.xt.stride();
         let xt = ws.xt.data_mut();
-        let xm = ws.xm.data_mut();
-        let row_of = &ws.row_of;
         let masked = &mask.is_masked;
         ctx.dm.write_content(s, |q, j, v| {
-            if masked[q] {
-                xt[q * sx + j] = 0.0;
-                if mae {
-                    xm[row_of[q] * sxm + j] = v as f32;
-                }
-            } else {
-                xt[q * sx + j] = v as f32;
-            }
+            xt[q * sx + j] = if masked[q] { 0.0 } else { v as f32 };
         });
     }
     for q in 0..p {
@@ -295,13 +280,6 @@ fn materialize<S: Simd>(
     }
     let h = ws.h.view().rows(slot * p, p);
     kernels::pack_b::<S>(h.t(), ws.htp.get(kernels::packed_b_len(d, p)));
-    if mae {
-        kernels::pack_b::<S>(ws.xt.view(), ws.xtp.get(kernels::packed_b_len(p, d)));
-        kernels::pack_b::<S>(ws.xt.view().t(), ws.xttp.get(kernels::packed_b_len(d, p)));
-        for (i, &q) in mask.masked.iter().enumerate() {
-            ws.hq.row_mut(i).copy_from_slice(ctx.e.row(q));
-        }
-    }
 }
 
 /// `dst (=|+=) a·b` on the engine's product backend.
@@ -338,9 +316,69 @@ pub fn clear_upper() {
     }
 }
 
+/// `dst (=|+=) a·b` on `backend`, as a body for `Arch::dispatch`.
+struct Product<'a> {
+    backend: MatmulBackend,
+    dst: ViewMut<'a>,
+    a: View<'a>,
+    b: View<'a>,
+    accum: Accum,
+    gemm: &'a mut GemmScratch,
+}
+
+impl WithSimd for Product<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        product(
+            simd,
+            self.backend,
+            self.dst,
+            self.a,
+            self.b,
+            self.accum,
+            self.gemm,
+        );
+    }
+}
+
+/// Rows per block of the per-step MAE products and of the fold (a fixed partition, so the
+/// result does not depend on the thread count).
+const ROW_BLOCK: usize = 32;
+
+/// Runs `f(first row, those rows of dst, a workspace)` over the blocks of [`ROW_BLOCK`] rows of
+/// `dst`, in parallel.
+fn par_row_blocks(
+    pool: &Mutex<Vec<Workspace>>,
+    fresh: &(dyn Fn() -> Workspace + Sync),
+    dst: &mut RowMat,
+    f: impl Fn(usize, ViewMut<'_>, &mut Workspace) + Sync,
+) {
+    let (nrows, ncols, stride) = (dst.nrows(), dst.ncols(), dst.stride());
+    if nrows == 0 {
+        return;
+    }
+    dst.data_mut()
+        .par_chunks_mut(ROW_BLOCK * stride)
+        .enumerate()
+        .for_each(|(b, rows)| {
+            let r0 = b * ROW_BLOCK;
+            let n = ROW_BLOCK.min(nrows - r0);
+            let taken = pool.lock().expect("pool lock").pop();
+            let mut ws = taken.unwrap_or_else(fresh);
+            f(r0, ViewMut::new(rows, n, ncols, stride), &mut ws);
+            pool.lock().expect("pool lock").push(ws);
+        });
+}
+
 /// One chunk's partial result.
 struct Part {
+    /// CL: the chunk's `Σ ∇_Q` (`d × d`).
     grad: RowMat,
+    /// MAE: the chunk's content (`P × d`) and position (`P × P`) accumulators.
+    c: RowMat,
+    dacc: RowMat,
     loss: f64,
 }
 
@@ -355,6 +393,13 @@ pub struct FastEngine<'a> {
     e: RowMat,
     v64: Vec<Vec<f64>>,
     q: RowMat,
+    /// MAE, per step: `R = E Q` (`P × d`) and `Π = R Eᵀ` (`P × P`).
+    r: RowMat,
+    pp: RowMat,
+    /// MAE, per step: the folded accumulators (`C` becomes `C + D E` in place) and `∇` in f32.
+    ctot: RowMat,
+    dtot: RowMat,
+    g32: RowMat,
     pool: Mutex<Vec<Workspace>>,
     parts: Vec<Part>,
     /// CL: `G` of every view (`2n × d`, row `2i + v`), then `∂L/∂G` in the same layout.
@@ -394,6 +439,8 @@ impl<'a> FastEngine<'a> {
                     .collect()
             })
             .collect();
+        let mae = objective == Objective::Mae;
+        let only = |r: usize, c: usize| RowMat::zeros(if mae { r } else { 0 }, c);
         let engine = Self {
             dm,
             objective,
@@ -404,6 +451,11 @@ impl<'a> FastEngine<'a> {
             e,
             v64,
             q: RowMat::zeros(d, d),
+            r: only(p, d),
+            pp: only(p, p),
+            ctot: only(p, d),
+            dtot: only(p, p),
+            g32: only(d, d),
             pool: Mutex::new(Vec::new()),
             parts: Vec::new(),
             gbuf: Vec::new(),
@@ -436,7 +488,9 @@ impl<'a> FastEngine<'a> {
         Workspace::new(self.dm.p(), self.dm.d(), self.dm.m, self.objective)
     }
 
-    /// Converts `Q` (`d × d`, f64) into the engine's f32 copy used by every following call.
+    /// Converts `Q` (`d × d`, f64) into the engine's f32 copy used by every following call; an
+    /// MAE engine also forms the step's `R = E Q` and `Π = R Eᵀ` (in parallel over fixed row
+    /// blocks).
     ///
     /// # Panics
     /// When `q` is not `d × d`.
@@ -449,6 +503,52 @@ impl<'a> FastEngine<'a> {
                 *v = q[(i, j)] as f32;
             }
         }
+        if self.objective == Objective::Mae {
+            self.hoist();
+        }
+    }
+
+    /// `R = E Q` and `Π = R Eᵀ`.
+    fn hoist(&mut self) {
+        let Self {
+            dm,
+            objective,
+            arch,
+            backend,
+            e,
+            q,
+            r,
+            pp,
+            pool,
+            ..
+        } = self;
+        let (dm, objective, arch, backend): (&DataModel, _, _, _) =
+            (dm, *objective, *arch, *backend);
+        let fresh = || Workspace::new(dm.p(), dm.d(), dm.m, objective);
+        let (e, q) = (&*e, &*q);
+        par_row_blocks(pool, &fresh, r, |r0, dst, ws| {
+            let n = dst.nrows();
+            arch.dispatch(Product {
+                backend,
+                dst,
+                a: e.view().rows(r0, n),
+                b: q.view(),
+                accum: Accum::Replace,
+                gemm: &mut ws.gemm,
+            })
+        });
+        let r = &*r;
+        par_row_blocks(pool, &fresh, pp, |r0, dst, ws| {
+            let n = dst.nrows();
+            arch.dispatch(Product {
+                backend,
+                dst,
+                a: r.view().rows(r0, n),
+                b: e.view().t(),
+                accum: Accum::Replace,
+                gemm: &mut ws.gemm,
+            })
+        });
     }
 
     fn ctx(&self) -> Ctx<'_> {
@@ -459,6 +559,8 @@ impl<'a> FastEngine<'a> {
             e: &self.e,
             v64: &self.v64,
             q: &self.q,
+            r: &self.r,
+            pp: &self.pp,
             backend: self.backend,
         }
     }
@@ -481,20 +583,59 @@ impl<'a> FastEngine<'a> {
     /// One MAE sample's fused forward + backward at the current `Q` ([`Self::set_q`]): returns
     /// `ℓ = ½ Σ_{p∈M} ‖x_p − F_p‖²` and leaves `∇_Q ℓ` in [`Workspace::grad`].
     ///
+    /// The gradient of a single sample costs the two per-step products of the batch path on
+    /// top of the sample's own work; [`Self::mae_sample_kernel`] is the per-sample part alone.
+    ///
     /// # Panics
     /// When the engine is not an MAE engine or `ws` belongs to another engine.
     #[track_caller]
     pub fn mae_sample(&self, ws: &mut Workspace, s: &Sample) -> f64 {
-        self.check(ws, Objective::Mae);
+        ws.c_acc.fill_zero();
+        ws.d_acc.fill_zero();
+        let loss = self.mae_sample_kernel(ws, s);
         let mut grad = ws.grad.take().expect("gradient buffer present");
+        let e = &self.e;
+        self.arch.dispatch(Product {
+            backend: self.backend,
+            dst: ws.c_acc.view_mut(),
+            a: ws.d_acc.view(),
+            b: e.view(),
+            accum: Accum::Add,
+            gemm: &mut ws.gemm,
+        });
+        self.arch.dispatch(Product {
+            backend: self.backend,
+            dst: grad.view_mut(),
+            a: e.view().t(),
+            b: ws.c_acc.view(),
+            accum: Accum::Replace,
+            gemm: &mut ws.gemm,
+        });
+        ws.grad = Some(grad);
+        loss
+    }
+
+    /// The per-sample part of an MAE step at the current `Q`, as the batch path runs it:
+    /// returns `ℓ` and adds the sample's rows into the workspace's content and position
+    /// accumulators (see `mae.rs`), without forming `∇_Q` ([`mae_sample_flops`] FLOPs).
+    ///
+    /// # Panics
+    /// When the engine is not an MAE engine or `ws` belongs to another engine.
+    #[track_caller]
+    pub fn mae_sample_kernel(&self, ws: &mut Workspace, s: &Sample) -> f64 {
+        self.check(ws, Objective::Mae);
+        let mut c = std::mem::replace(&mut ws.c_acc, RowMat::zeros(0, 0));
+        let mut dacc = std::mem::replace(&mut ws.d_acc, RowMat::zeros(0, 0));
         let ctx = self.ctx();
         let loss = self.arch.dispatch(mae::MaeChunk {
             ctx: &ctx,
             ws,
             samples: std::slice::from_ref(s),
-            grad: grad.view_mut(),
+            c: &mut c,
+            dacc: &mut dacc,
         });
-        ws.grad = Some(grad);
+        ws.c_acc = c;
+        ws.d_acc = dacc;
         loss
     }
 
@@ -548,41 +689,35 @@ impl<'a> FastEngine<'a> {
     ) {
         let n = batch.len();
         let chunks = n.div_ceil(SAMPLE_CHUNK);
-        let d = self.dm.d();
+        let (p, d) = (self.dm.p(), self.dm.d());
+        let mae = self.objective == Objective::Mae;
         while self.parts.len() < chunks {
+            let (g, c, dacc) = if mae { (0, p, p) } else { (d, 0, 0) };
             self.parts.push(Part {
-                grad: RowMat::zeros(d, d),
+                grad: RowMat::zeros(g, d),
+                c: RowMat::zeros(c, d),
+                dacc: RowMat::zeros(dacc, p),
                 loss: 0.0,
             });
         }
-        let Self {
-            dm,
-            objective,
-            e,
-            v64,
-            q,
-            backend,
-            pool,
-            parts,
-            ..
-        } = self;
-        let (dm, pool): (&DataModel, &Mutex<Vec<Workspace>>) = (dm, pool);
         let ctx = Ctx {
-            dm,
-            p: dm.p(),
+            dm: self.dm,
+            p,
             d,
-            e,
-            v64,
-            q,
-            backend: *backend,
+            e: &self.e,
+            v64: &self.v64,
+            q: &self.q,
+            r: &self.r,
+            pp: &self.pp,
+            backend: self.backend,
         };
-        let objective = *objective;
-        parts[..chunks]
+        let (dm, pool, objective) = (self.dm, &self.pool, self.objective);
+        self.parts[..chunks]
             .par_iter_mut()
             .enumerate()
             .for_each(|(c, part)| {
                 let taken = pool.lock().expect("pool lock").pop();
-                let mut ws = taken.unwrap_or_else(|| Workspace::new(dm.p(), d, dm.m, objective));
+                let mut ws = taken.unwrap_or_else(|| Workspace::new(p, d, dm.m, objective));
                 let lo = c * SAMPLE_CHUNK;
                 let hi = (lo + SAMPLE_CHUNK).min(n);
                 work(&ctx, c, &batch[lo..hi], &mut ws, part);
@@ -593,18 +728,81 @@ impl<'a> FastEngine<'a> {
     fn mae_batch(&mut self, batch: &[Sample]) -> f64 {
         let arch = self.arch;
         self.for_chunks(batch, |ctx, _, samples, ws, part| {
+            part.c.fill_zero();
+            part.dacc.fill_zero();
             part.loss = arch.dispatch(mae::MaeChunk {
                 ctx,
                 ws,
                 samples,
-                grad: part.grad.view_mut(),
+                c: &mut part.c,
+                dacc: &mut part.dacc,
             });
         });
-        self.parts[..batch.len().div_ceil(SAMPLE_CHUNK)]
-            .iter()
-            .map(|p| p.loss)
-            .sum::<f64>()
-            / batch.len() as f64
+        let chunks = batch.len().div_ceil(SAMPLE_CHUNK);
+        self.mae_gradient(chunks);
+        self.parts[..chunks].iter().map(|p| p.loss).sum::<f64>() / batch.len() as f64
+    }
+
+    /// Folds the first `chunks` MAE partials in chunk order into `C` and `D`, then forms
+    /// `∇ = Eᵀ (C + D E)` (the batch sum, not yet divided by n) in `g32`.
+    fn mae_gradient(&mut self, chunks: usize) {
+        let Self {
+            dm,
+            objective,
+            arch,
+            backend,
+            e,
+            parts,
+            ctot,
+            dtot,
+            g32,
+            pool,
+            ..
+        } = self;
+        let (dm, objective, arch, backend): (&DataModel, _, _, _) =
+            (dm, *objective, *arch, *backend);
+        let (p, d) = (dm.p(), dm.d());
+        let parts = &parts[..chunks];
+        let e = &*e;
+        let (cs, ds) = (ctot.stride(), dtot.stride());
+        ctot.data_mut()
+            .par_chunks_mut(ROW_BLOCK * cs)
+            .zip(dtot.data_mut().par_chunks_mut(ROW_BLOCK * ds))
+            .enumerate()
+            .for_each(|(b, (cb, db))| {
+                let r0 = b * ROW_BLOCK;
+                let n = ROW_BLOCK.min(p - r0);
+                let mut cv = ViewMut::new(cb, n, d, cs);
+                let mut dv = ViewMut::new(db, n, p, ds);
+                for i in 0..n {
+                    fold_row(cv.row_mut(i), parts.iter().map(|pt| pt.c.row(r0 + i)));
+                    fold_row(dv.row_mut(i), parts.iter().map(|pt| pt.dacc.row(r0 + i)));
+                }
+                let taken = pool.lock().expect("pool lock").pop();
+                let mut ws = taken.unwrap_or_else(|| Workspace::new(p, d, dm.m, objective));
+                arch.dispatch(Product {
+                    backend,
+                    dst: cv,
+                    a: dv.rb(),
+                    b: e.view(),
+                    accum: Accum::Add,
+                    gemm: &mut ws.gemm,
+                });
+                pool.lock().expect("pool lock").push(ws);
+            });
+        let fresh = || Workspace::new(p, d, dm.m, objective);
+        let ctot = &*ctot;
+        par_row_blocks(pool, &fresh, g32, |r0, dst, ws| {
+            let n = dst.nrows();
+            arch.dispatch(Product {
+                backend,
+                dst,
+                a: e.view().cols(r0, n).t(),
+                b: ctot.view(),
+                accum: Accum::Replace,
+                gemm: &mut ws.gemm,
+            })
+        });
     }
 
     fn cl_batch(&mut self, batch: &[Sample]) -> f64 {
@@ -612,31 +810,14 @@ impl<'a> FastEngine<'a> {
         let mut gbuf = std::mem::take(&mut self.gbuf);
         gbuf.resize(2 * n * d, 0.0);
         {
-            let Self {
-                dm,
-                e,
-                v64,
-                q,
-                backend,
-                pool,
-                objective,
-                ..
-            } = &*self;
-            let ctx = Ctx {
-                dm,
-                p: dm.p(),
-                d,
-                e,
-                v64,
-                q,
-                backend: *backend,
-            };
+            let ctx = self.ctx();
+            let (dm, pool, objective) = (self.dm, &self.pool, self.objective);
             gbuf.par_chunks_mut(2 * SAMPLE_CHUNK * d)
                 .enumerate()
                 .for_each(|(c, out)| {
                     let taken = pool.lock().expect("pool lock").pop();
                     let mut ws =
-                        taken.unwrap_or_else(|| Workspace::new(dm.p(), d, dm.m, *objective));
+                        taken.unwrap_or_else(|| Workspace::new(dm.p(), d, dm.m, objective));
                     let lo = c * SAMPLE_CHUNK;
                     let samples = &batch[lo..(lo + SAMPLE_CHUNK).min(n)];
                     arch.dispatch(cl::ClForwardChunk {
@@ -678,6 +859,19 @@ impl<'a> FastEngine<'a> {
     }
 }
 
+/// `dst ← Σ rows` in the order given.
+fn fold_row<'r>(dst: &mut [f32], mut rows: impl Iterator<Item = &'r [f32]>) {
+    match rows.next() {
+        Some(first) => dst.copy_from_slice(first),
+        None => dst.fill(0.0),
+    }
+    for row in rows {
+        for (o, &v) in dst.iter_mut().zip(row) {
+            *o += v;
+        }
+    }
+}
+
 impl Engine for FastEngine<'_> {
     fn name(&self) -> &'static str {
         "fast"
@@ -695,26 +889,34 @@ impl Engine for FastEngine<'_> {
     ) -> f64 {
         assert!(!batch.is_empty(), "empty batch");
         self.set_q(q);
-        let loss = match self.objective {
-            Objective::Mae => self.mae_batch(batch),
-            Objective::Cl => self.cl_batch(batch),
-        };
-        // Fold the chunk partials in chunk order (f64): bit-identical at any thread count.
         let d = self.dm.d();
-        grad.fill(0.0);
-        let chunks = batch.len().div_ceil(SAMPLE_CHUNK);
-        for part in &self.parts[..chunks] {
-            for i in 0..d {
-                let row = part.grad.row(i);
-                for (j, &v) in row.iter().enumerate() {
-                    grad[(i, j)] += v as f64;
+        match self.objective {
+            Objective::Mae => {
+                let loss = self.mae_batch(batch);
+                let inv_n = 1.0 / batch.len() as f64;
+                for i in 0..d {
+                    for (j, &v) in self.g32.row(i).iter().enumerate() {
+                        grad[(i, j)] = v as f64 * inv_n;
+                    }
                 }
+                loss
+            }
+            Objective::Cl => {
+                let loss = self.cl_batch(batch);
+                // Fold the chunk partials in chunk order (f64): bit-identical at any thread
+                // count.
+                grad.fill(0.0);
+                let chunks = batch.len().div_ceil(SAMPLE_CHUNK);
+                for part in &self.parts[..chunks] {
+                    for i in 0..d {
+                        for (j, &v) in part.grad.row(i).iter().enumerate() {
+                            grad[(i, j)] += v as f64;
+                        }
+                    }
+                }
+                loss
             }
         }
-        if self.objective == Objective::Mae {
-            grad *= faer::Scale(1.0 / batch.len() as f64);
-        }
-        loss
     }
 }
 
@@ -739,13 +941,18 @@ mod tests {
         ctx: &'a Ctx<'c>,
         ws: &'a mut Workspace,
         s: &'a Sample,
+        mae: bool,
     }
 
     impl WithSimd for Materialize<'_, '_> {
         type Output = ();
         #[inline(always)]
         fn with_simd<S: Simd>(self, simd: S) {
-            materialize(simd, self.ctx, self.ws, self.s, &self.s.masks[0], 1, true);
+            if self.mae {
+                mae::materialize::<S>(self.ctx, self.ws, self.s);
+            } else {
+                materialize(simd, self.ctx, self.ws, self.s, &self.s.masks[0], 1);
+            }
         }
     }
 
@@ -755,39 +962,63 @@ mod tests {
             let mut cfg = RunConfig::default();
             cfg.data.noise = noise;
             let run = Run::new(cfg).unwrap();
-            let e = FastEngine::new(&run.dm, Objective::Mae, 1.0, Isa::Scalar).unwrap();
-            let mut ws = e.workspace();
+            let (p, d) = (run.dm.p(), run.dm.d());
             let s = run.dm.sample(&mut stream(3, Stream::Train), 1);
+            let x = run.dm.content(&s);
+            let mask = &s.masks[0];
+
+            let e = FastEngine::new(&run.dm, Objective::Cl, 1.0, Isa::Scalar).unwrap();
+            let mut ws = e.workspace();
             e.arch.dispatch(Materialize {
                 ctx: &e.ctx(),
                 ws: &mut ws,
                 s: &s,
+                mae: false,
             });
-            let x = run.dm.content(&s);
-            let mask = &s.masks[0];
-            for p in 0..run.dm.p() {
-                for j in 0..run.dm.d() {
-                    let want = x[(p, j)] as f32;
-                    let vis = if mask.is_masked[p] { 0.0 } else { want };
+            for q in 0..p {
+                for j in 0..d {
+                    let want = x[(q, j)] as f32;
+                    let vis = if mask.is_masked[q] { 0.0 } else { want };
                     assert_eq!(
-                        ws.xt.row(p)[j].to_bits(),
+                        ws.xt.row(q)[j].to_bits(),
                         vis.to_bits(),
-                        "σ={noise} X̃[{p}, {j}]"
+                        "σ={noise} X̃[{q}, {j}]"
                     );
-                    let h = vis + run.dm.emb.e[(p, j)] as f32;
+                    let h = vis + run.dm.emb.e[(q, j)] as f32;
                     assert_eq!(
-                        ws.h.row(run.dm.p() + p)[j].to_bits(),
+                        ws.h.row(p + q)[j].to_bits(),
                         h.to_bits(),
-                        "σ={noise} H[{p}, {j}]"
+                        "σ={noise} H[{q}, {j}]"
                     );
                 }
             }
-            for (i, &p) in mask.masked.iter().enumerate() {
-                for j in 0..run.dm.d() {
+
+            let e = FastEngine::new(&run.dm, Objective::Mae, 1.0, Isa::Scalar).unwrap();
+            let mut ws = e.workspace();
+            e.arch.dispatch(Materialize {
+                ctx: &e.ctx(),
+                ws: &mut ws,
+                s: &s,
+                mae: true,
+            });
+            let visible: Vec<usize> = (0..p).filter(|&q| !mask.is_masked[q]).collect();
+            let order: Vec<usize> = visible.iter().chain(&mask.masked).copied().collect();
+            assert_eq!(ws.keys, order, "key order [V; M]");
+            for (i, &q) in visible.iter().enumerate() {
+                for j in 0..d {
+                    assert_eq!(
+                        ws.xt.row(i)[j].to_bits(),
+                        (x[(q, j)] as f32).to_bits(),
+                        "σ={noise} X_V row {i} (x_{q})"
+                    );
+                }
+            }
+            for (i, &q) in mask.masked.iter().enumerate() {
+                for j in 0..d {
                     assert_eq!(
                         ws.xm.row(i)[j].to_bits(),
-                        (x[(p, j)] as f32).to_bits(),
-                        "σ={noise} x_{p}"
+                        (x[(q, j)] as f32).to_bits(),
+                        "σ={noise} x_{q}"
                     );
                 }
             }
@@ -805,5 +1036,12 @@ mod tests {
             cl_batch_flops(36, 46, 4),
             8 * cl_flops(36, 46) + 2 * 16 * 46
         );
+        assert_eq!(mae_sample_flops(256, 322, 128), 8 * 128 * 128 * 322);
+        assert_eq!(
+            mae_step_flops(256, 322),
+            4 * 256 * 322 * 322 + 4 * 256 * 256 * 322
+        );
+        // The hoisted sample is cheaper than the dense count whenever a key is masked.
+        assert!(mae_sample_flops(36, 46, 18) < mae_flops(36, 46, 18));
     }
 }
