@@ -3,11 +3,15 @@
 //! Groups (criterion ids `group/variant/size`):
 //! - `fma_peak/<isa>/1`: the FMA-throughput loop on one core (the roofline of the others);
 //! - `exp/<libm|vector-isa>/4096`: 4096 f32 exponentials (throughput in elements);
-//! - `mae_sample/<reference|fast-isa>/P`: one MAE sample, forward and backward;
+//! - `mae_sample/<reference|fast-isa>/P`: one MAE sample, forward and backward. The reference
+//!   forms the sample's own `∇_Q`; the fast engine runs the per-sample part of a step
+//!   (`FastEngine::mae_sample_kernel`), whose gradient rows are turned into `∇_Q` once per
+//!   step for the whole batch (that per-step work is in the `step` bench);
 //! - `cl_view/<reference|fast-isa>/P`: one CL view, forward and backward.
 //!
-//! Throughput is set to the SPEC §12 FLOP count (criterion reports it as "elements": one
-//! element = one FLOP). Results go to `results/<machine-tag>/kernels.csv` (see `vitssl::bench`).
+//! Throughput is set to the FLOPs the variant executes (criterion reports it as "elements": one
+//! element = one FLOP): the SPEC §12 count for the reference and for CL, `8m(P − m)d` for the
+//! fast MAE sample (`vitssl::fast::mae_sample_flops`). Results go to `results/<machine-tag>/kernels.csv` (see `vitssl::bench`).
 
 mod common;
 
@@ -17,7 +21,7 @@ use std::hint::black_box;
 use std::time::{Duration, SystemTime};
 use vitssl::bench::{BenchMeta, FmaPeak};
 use vitssl::config::Objective;
-use vitssl::fast::{FastEngine, cl_flops, exp::exp_in_place, mae_flops};
+use vitssl::fast::{FastEngine, cl_flops, exp::exp_in_place, mae_flops, mae_sample_flops};
 use vitssl::objectives;
 
 fn fma_peak(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
@@ -127,8 +131,10 @@ fn mae_sample(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
             engine.set_q(q.as_ref());
             let mut ws = engine.workspace();
             let variant = format!("fast-{isa}");
+            let fast_flops = mae_sample_flops(p, d, m) as f64;
+            g.throughput(Throughput::Elements(fast_flops as u64));
             g.bench_function(BenchmarkId::new(&variant, p), |b| {
-                b.iter(|| engine.mae_sample(&mut ws, black_box(&s)))
+                b.iter(|| engine.mae_sample_kernel(&mut ws, black_box(&s)))
             });
             metas.push(BenchMeta::new(
                 "mae_sample",
@@ -139,7 +145,7 @@ fn mae_sample(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
                 1,
                 1,
                 isa.name(),
-                flops,
+                fast_flops,
                 true,
             ));
         }

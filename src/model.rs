@@ -41,9 +41,14 @@ impl View {
 }
 
 /// Product `a · b` into a fresh matrix (sequential: the reference parallelises over samples).
+///
+/// Followed by [`crate::fast::clear_upper`]: faer's micro-kernels return with the upper halves
+/// of the vector registers dirty, which otherwise slows every later legacy-SSE instruction
+/// (libm's `exp` in the softmax in particular) many times over.
 pub fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     let mut c = Mat::zeros(a.nrows(), b.ncols());
     matmul(c.as_mut(), Accum::Replace, a, b, 1.0, Par::Seq);
+    crate::fast::clear_upper();
     c
 }
 
@@ -96,6 +101,7 @@ pub fn accumulate_grad(
 ) {
     let w = mul(hq.transpose(), ds);
     matmul(grad, Accum::Add, w.as_ref(), h, alpha, Par::Seq);
+    crate::fast::clear_upper();
 }
 
 #[cfg(test)]

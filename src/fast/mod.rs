@@ -6,13 +6,19 @@
 //! ~1e-7 in the tests). The training loop keeps `Q` in f64; [`FastEngine::set_q`] rounds it into
 //! the engine's own f32 copy each step, and the gradient is folded back in f64.
 //!
-//! - MAE (`mae.rs`), per sample: `U = H_M Q` (masked query rows, `h_p = e_p`); per panel of up
-//!   to [`QP`] masked rows one fused pass over the P keys — scores `U_p Hᵀ`, max-subtracted
-//!   softmax `A_p·`, `F_p = A_p· X̃`, `r_p = x_p − F_p` (loss `½‖r_p‖²`), `g_p· = −r_pᵀ X̃ᵀ`,
-//!   `Ds_p· = A_p· ⊙ (g_p· − ⟨A_p·, g_p·⟩)` — with panel-sized scratch only; then
-//!   `W = H_Mᵀ Ds` (`d × P`), and per chunk of samples `∇ = Σ_i W_i H_i` as one product.
-//!   The work is exactly the SPEC §12 cost model `2md² + 4mPd + 4mPd + 2Pd²`
-//!   ([`mae_flops`]); masked keys are not skipped.
+//! - MAE (`mae.rs`). Masked queries carry position only (`h_p = e_p`), so everything that
+//!   involves positions alone is shared by the whole batch and formed once per step:
+//!   `R = E Q` (the query rows `U_p = R_p`) and `Π = R Eᵀ` (the position-position scores), both
+//!   in [`FastEngine::set_q`]. Per sample, with `X_V` the content of the `P − m` visible keys,
+//!   per panel of up to [`QP`] masked rows one fused pass — scores `Π_p· + [U_p X_Vᵀ, 0]`,
+//!   max-subtracted softmax `A_p·` over all P keys, `F_p = A_{p,V} X_V`, `r_p = x_p − F_p`
+//!   (loss `½‖r_p‖²`), `g_p· = −[r_p X_Vᵀ, 0]`, `Ds_p· = A_p· ⊙ (g_p· − ⟨A_p·, g_p·⟩)`, and
+//!   the rows `Ds_{p,V} X_V` and `Ds_p·` added into the chunk's accumulators `C` (`P × d`) and
+//!   `D` (`P × P`) — with panel-sized scratch only. After the chunks, `C` and `D` are folded in
+//!   chunk order and `∇ = Eᵀ (C + D E)` is formed: two products per step, not per sample.
+//!   Work: `8m(P − m)d` per sample ([`mae_sample_flops`]) plus `4Pd² + 4P²d` per step
+//!   ([`mae_step_flops`]), against the dense `2md² + 8mPd + 2Pd²` per sample of the SPEC §12
+//!   cost model ([`mae_flops`]), which the reference engine executes.
 //! - CL (`cl.rs`), per view: the forward keeps only `G = (1/P) X̃ᵀ colsum(A)`; the `n × n`
 //!   logits and their softmax are formed once per batch in f64 by [`info_nce`]; the backward
 //!   recomputes the attention, forms `Ds_pq = A_pq (c_q − ⟨A_p·, c⟩)` with
@@ -21,14 +27,14 @@
 //!
 //! Content is materialised per sample into the worker's [`Workspace`]: noise-free rows are
 //! `z_{a(p)} v_{k,a(p)}` (the product [`DataModel::write_content`] forms, bit-identical),
-//! noisy ones come from `write_content`. The key-side factors `Hᵀ`, `X̃`, `X̃ᵀ` are then packed
-//! once per sample into the layout of [`kernels`]' micro-kernel.
+//! noisy ones come from `write_content`. The key-side factors (CL `Hᵀ`; MAE `X_V`, `X_Vᵀ`) are
+//! then packed once per sample into the layout of [`kernels`]' micro-kernel.
 //!
 //! **Instruction sets.** The engine runs on one [`Isa`], dispatched once per chunk through its
 //! `pulp::Arch`: every kernel is a generic `<S: Simd>` body inside a named `WithSimd` struct,
 //! and the exponential is [`exp::exp_f32s`]. The fused passes always use our packed
-//! micro-kernel ([`kernels::gemm_packed`]); the three large products (`U = H_q Q`, `W`,
-//! `Σ W H`) come from one of two [`MatmulBackend`]s:
+//! micro-kernel ([`kernels::gemm_packed`]); the other products (MAE: `R`, `Π`, `D E`,
+//! `Eᵀ (C + D E)`; CL: `U = H Q`, `W`, `Σ W H`) come from one of two [`MatmulBackend`]s:
 //! - [`MatmulBackend::Faer`]: faer's `matmul` with `Par::Seq`;
 //! - [`MatmulBackend::Pulp`]: our [`kernels::gemm`], on the chosen `Arch` like everything else.
 //!
@@ -45,20 +51,23 @@
 //! micro-kernels return with the upper halves of the YMM registers dirty, which made every later
 //! legacy-SSE instruction (libm's `exp` in particular) ~45× slower on this machine.
 //!
-//! **Parallelism and determinism.** Samples are processed in chunks of
-//! [`crate::objectives::SAMPLE_CHUNK`] on rayon's pool; each chunk writes its own partial loss and
-//! gradient, and the partials are folded in chunk order (in f64), so results are bit-identical at
-//! any thread count (SPEC §11). Workspaces come from a pool filled when the engine is built (one
-//! per rayon thread; a new one only if more workers than that show up) and are reused for every
-//! step and sample; every f32 buffer is 64-byte aligned, so which worker computed a chunk does
-//! not change its bits.
+//! **Parallelism and determinism.** Samples are processed in fixed chunks ([`MAE_CHUNK`] for
+//! MAE, [`crate::objectives::SAMPLE_CHUNK`] for CL) on rayon's pool; each chunk writes its own
+//! partials (MAE: `C`, `D`, loss; CL: `∇`, in f32), and the partials are folded in chunk order
+//! (MAE in f32, block of rows by block of rows; CL in f64), so results are bit-identical at any
+//! thread count (SPEC §11). The per-step MAE products run in parallel over fixed blocks of
+//! [`ROW_BLOCK`] output rows, which does not change their bits either. Workspaces come from a
+//! pool filled when the engine is built (one per rayon thread; a new one only if more workers
+//! than that show up) and are reused for every step and sample; every f32 buffer is 64-byte
+//! aligned, so which worker computed a chunk does not change its bits.
 //!
 //! **Memory.** Per workspace: `O(Pd)` key-side matrices and their packed copies, `QP × P` and
-//! `QP × d` panel scratch, the `m × P` (MAE) or `P × P` (CL) `Ds` rows that are the fused pass's
-//! output, and the chunk's `W` and `H` blocks (`d × cP`, `cP × d`; `c` = 8 samples for MAE,
-//! 16 views for CL). No `P × P` attention matrix of any sample is ever stored. Per engine: one
-//! `d × d` partial per chunk of the batch. At `P = 256`, `d = 322`, `n = 256` the whole
-//! `vitssl train` process stays around 60 MiB.
+//! `QP × d` panel scratch, for CL the view's `P × P` `Ds` rows and the chunk's `W` and `H` blocks
+//! (`d × cP`, `cP × d`, `c` = 16 views). No `P × P` attention matrix of any sample is ever
+//! stored. Per engine: for MAE `R`, `Π` and one `C` (`P × d`) and `D` (`P × P`) per chunk of
+//! the batch — `O(P²)` like `Q` itself, whatever the batch size per chunk; for CL one `d × d`
+//! partial per chunk. At `P = 256`, `d = 322`, `n = 256` the whole `vitssl train` process stays
+//! well under 100 MiB (README, "Measured speed").
 
 pub mod exp;
 pub mod kernels;
@@ -74,14 +83,18 @@ use crate::error::{Error, Result};
 use crate::isa::Isa;
 use crate::objectives::SAMPLE_CHUNK;
 pub use cl::info_nce;
-pub use mae::{mae_sample_flops, mae_step_flops};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use kernels::GemmScratch;
+pub use mae::{mae_sample_flops, mae_step_flops};
 use mat::{RowMat, Scratch, View, ViewMut};
 use pulp::{Arch, Simd, WithSimd};
 use rayon::prelude::*;
 use std::sync::Mutex;
+
+/// Samples per MAE chunk. Larger than the reference's [`SAMPLE_CHUNK`]: each chunk carries
+/// `P × d` and `P × P` accumulators, which are zeroed and folded once per chunk.
+pub const MAE_CHUNK: usize = 16;
 
 /// Query rows per fused pass (a multiple of the micro-tile height [`kernels::MR`]).
 pub const QP: usize = 4 * kernels::MR;
@@ -345,7 +358,7 @@ impl WithSimd for Product<'_> {
 
 /// Rows per block of the per-step MAE products and of the fold (a fixed partition, so the
 /// result does not depend on the thread count).
-const ROW_BLOCK: usize = 32;
+pub const ROW_BLOCK: usize = 32;
 
 /// Runs `f(first row, those rows of dst, a workspace)` over the blocks of [`ROW_BLOCK`] rows of
 /// `dst`, in parallel.
@@ -688,9 +701,10 @@ impl<'a> FastEngine<'a> {
         work: impl Fn(&Ctx<'_>, usize, &[Sample], &mut Workspace, &mut Part) + Sync,
     ) {
         let n = batch.len();
-        let chunks = n.div_ceil(SAMPLE_CHUNK);
         let (p, d) = (self.dm.p(), self.dm.d());
         let mae = self.objective == Objective::Mae;
+        let size = if mae { MAE_CHUNK } else { SAMPLE_CHUNK };
+        let chunks = n.div_ceil(size);
         while self.parts.len() < chunks {
             let (g, c, dacc) = if mae { (0, p, p) } else { (d, 0, 0) };
             self.parts.push(Part {
@@ -718,8 +732,8 @@ impl<'a> FastEngine<'a> {
             .for_each(|(c, part)| {
                 let taken = pool.lock().expect("pool lock").pop();
                 let mut ws = taken.unwrap_or_else(|| Workspace::new(p, d, dm.m, objective));
-                let lo = c * SAMPLE_CHUNK;
-                let hi = (lo + SAMPLE_CHUNK).min(n);
+                let lo = c * size;
+                let hi = (lo + size).min(n);
                 work(&ctx, c, &batch[lo..hi], &mut ws, part);
                 pool.lock().expect("pool lock").push(ws);
             });
@@ -738,7 +752,7 @@ impl<'a> FastEngine<'a> {
                 dacc: &mut part.dacc,
             });
         });
-        let chunks = batch.len().div_ceil(SAMPLE_CHUNK);
+        let chunks = batch.len().div_ceil(MAE_CHUNK);
         self.mae_gradient(chunks);
         self.parts[..chunks].iter().map(|p| p.loss).sum::<f64>() / batch.len() as f64
     }
@@ -761,6 +775,7 @@ impl<'a> FastEngine<'a> {
         } = self;
         let (dm, objective, arch, backend): (&DataModel, _, _, _) =
             (dm, *objective, *arch, *backend);
+        let pool: &Mutex<Vec<Workspace>> = pool;
         let (p, d) = (dm.p(), dm.d());
         let parts = &parts[..chunks];
         let e = &*e;
