@@ -261,7 +261,7 @@ pub fn gflops_figures(rows: &[BenchRow], notes: &mut Vec<String>) -> Vec<Figure>
         let y_desc = if elements {
             "throughput, G elements/s = elements per ns (log)"
         } else {
-            "throughput, GFLOP/s (log)"
+            "executed GFLOP/s (log; compare variants by time)"
         };
         let what = if elements { "throughput" } else { "GFLOP/s" };
         let safe: String = group

@@ -300,15 +300,20 @@ pub fn run_points(opts: &Options, all: &[Point]) -> Result<Vec<RunRow>> {
         let mut trace = RowWriter::create(&trace_path)
             .with_context(|| format!("cannot create {}", trace_path.display()))?;
         let prov = Provenance::collect(&engine_isa_name(opts), opts.threads);
+        // The run is built inside `run_point`: its configuration columns are formed at its first
+        // evaluation and reused for the others.
+        let mut cols: Option<ConfigColumns> = None;
         let trial = run_point(point, opts.engine, opts.isa, |run, r| {
-            let cols = ConfigColumns::new(
-                &run.cfg,
-                opts.engine.name(),
-                run.dm.d(),
-                run.dm.geom.delta(),
-            );
+            let cols = cols.get_or_insert_with(|| {
+                ConfigColumns::new(
+                    &run.cfg,
+                    opts.engine.name(),
+                    run.dm.d(),
+                    run.dm.geom.delta(),
+                )
+            });
             trace
-                .write(train_row(r, &prov, &cols))
+                .write(train_row(r, &prov, cols))
                 .map_err(|e| crate::Error::config("out", trace_path.display(), e.to_string()))
         })
         .with_context(|| format!("point {}", point.id))?;
