@@ -32,7 +32,7 @@ use super::kernels::{
     axpy, gemm_packed, pack_a, pack_b, packed_a_len, packed_b_len, residual_row,
     softmax_backward_row, softmax_row,
 };
-use super::mat::RowMat;
+use super::mat::{RowMat, Scratch, View, ViewMut};
 use super::{Ctx, QP, Workspace};
 use crate::data::Sample;
 use faer::Accum;
@@ -159,51 +159,21 @@ fn sample<S: Simd>(
             softmax_row(simd, ws.sc.row_mut(i));
         }
         // Outputs F = A_V X_V, residuals r = x − F.
-        let ap = ws.ap.get(packed_a_len(nr, nv));
-        pack_a(ws.sc.view().cols(0, nv), 0, nr, ap);
-        gemm_packed(
-            simd,
-            &mut ws.f.view_mut(),
-            0,
-            nr,
-            nv,
-            ap,
-            xvp,
-            Accum::Replace,
-        );
+        let a = ws.sc.view().cols(0, nv);
+        panel_product(simd, &mut ws.ap, a, nr, xvp, ws.f.view_mut());
         for i in 0..nr {
             loss += residual_row(simd, ws.xm.row(r0 + i), ws.f.row_mut(i)) as f64;
         }
         // t = [r X_Vᵀ, 0]; g = −t, so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩).
-        let ap = ws.ap.get(packed_a_len(nr, d));
-        pack_a(ws.f.view(), 0, nr, ap);
-        gemm_packed(
-            simd,
-            &mut ws.t.view_mut().into_cols(0, nv),
-            0,
-            nr,
-            d,
-            ap,
-            xvtp,
-            Accum::Replace,
-        );
+        let t = ws.t.view_mut().into_cols(0, nv);
+        panel_product(simd, &mut ws.ap, ws.f.view(), nr, xvtp, t);
         for i in 0..nr {
             ws.t.row_mut(i)[nv..].fill(0.0);
             softmax_backward_row(simd, ws.sc.row(i), ws.t.row(i), -1.0, ws.ds.row_mut(i));
         }
         // Content rows Ds_V X_V into C; Ds back to natural key order into D.
-        let ap = ws.ap.get(packed_a_len(nr, nv));
-        pack_a(ws.ds.view().cols(0, nv), 0, nr, ap);
-        gemm_packed(
-            simd,
-            &mut ws.f.view_mut(),
-            0,
-            nr,
-            nv,
-            ap,
-            xvp,
-            Accum::Replace,
-        );
+        let a = ws.ds.view().cols(0, nv);
+        panel_product(simd, &mut ws.ap, a, nr, xvp, ws.f.view_mut());
         for (i, &qp) in rows.iter().enumerate() {
             axpy(simd, c.row_mut(qp), 1.0, ws.f.row(i));
             let dst = dacc.row_mut(qp);
@@ -214,6 +184,23 @@ fn sample<S: Simd>(
         r0 += nr;
     }
     0.5 * loss
+}
+
+/// `dst[0..nr, :] = a[0..nr, :] · B`: packs those rows of `a` into `ap`, then runs the
+/// micro-kernel against the packed right factor `bpack` (`a.ncols() × dst.ncols()`).
+#[inline(always)]
+fn panel_product<S: Simd>(
+    simd: S,
+    ap: &mut Scratch,
+    a: View<'_>,
+    nr: usize,
+    bpack: &[f32],
+    mut dst: ViewMut<'_>,
+) {
+    let k = a.ncols();
+    let ap = ap.get(packed_a_len(nr, k));
+    pack_a(a, 0, nr, ap);
+    gemm_packed(simd, &mut dst, 0, nr, k, ap, bpack, Accum::Replace);
 }
 
 /// Packs the rows `rows` of `r` (`· × k`) into micro-panels, as [`pack_a`] packs contiguous rows.

@@ -356,6 +356,63 @@ impl WithSimd for Product<'_> {
     }
 }
 
+/// How the engine multiplies outside the fused passes: its `Arch` and product backend.
+#[derive(Clone, Copy)]
+struct Mul {
+    arch: Arch,
+    backend: MatmulBackend,
+}
+
+impl Mul {
+    /// `dst (=|+=) a·b`, with the packing buffers `gemm`.
+    fn run(self, dst: ViewMut<'_>, a: View<'_>, b: View<'_>, accum: Accum, gemm: &mut GemmScratch) {
+        self.arch.dispatch(Product {
+            backend: self.backend,
+            dst,
+            a,
+            b,
+            accum,
+            gemm,
+        });
+    }
+}
+
+/// The engine's workspaces: filled when the engine is built, one per worker, reused by every
+/// step.
+struct Pool {
+    free: Mutex<Vec<Workspace>>,
+    p: usize,
+    d: usize,
+    m: usize,
+    objective: Objective,
+}
+
+impl Pool {
+    fn new(p: usize, d: usize, m: usize, objective: Objective, count: usize) -> Self {
+        let free = (0..count)
+            .map(|_| Workspace::new(p, d, m, objective))
+            .collect();
+        Self {
+            free: Mutex::new(free),
+            p,
+            d,
+            m,
+            objective,
+        }
+    }
+
+    /// Runs `f` on a workspace from the pool (a new one only when every one is in use, i.e.
+    /// when more workers than expected show up), then puts it back.
+    fn with<R>(&self, f: impl FnOnce(&mut Workspace) -> R) -> R {
+        let taken = self.free.lock().expect("pool lock").pop();
+        let mut ws =
+            taken.unwrap_or_else(|| Workspace::new(self.p, self.d, self.m, self.objective));
+        let out = f(&mut ws);
+        self.free.lock().expect("pool lock").push(ws);
+        out
+    }
+}
+
 /// Rows per block of the per-step MAE products and of the fold (a fixed partition, so the
 /// result does not depend on the thread count).
 pub const ROW_BLOCK: usize = 32;
@@ -363,8 +420,7 @@ pub const ROW_BLOCK: usize = 32;
 /// Runs `f(first row, those rows of dst, a workspace)` over the blocks of [`ROW_BLOCK`] rows of
 /// `dst`, in parallel.
 fn par_row_blocks(
-    pool: &Mutex<Vec<Workspace>>,
-    fresh: &(dyn Fn() -> Workspace + Sync),
+    pool: &Pool,
     dst: &mut RowMat,
     f: impl Fn(usize, ViewMut<'_>, &mut Workspace) + Sync,
 ) {
@@ -378,10 +434,7 @@ fn par_row_blocks(
         .for_each(|(b, rows)| {
             let r0 = b * ROW_BLOCK;
             let n = ROW_BLOCK.min(nrows - r0);
-            let taken = pool.lock().expect("pool lock").pop();
-            let mut ws = taken.unwrap_or_else(fresh);
-            f(r0, ViewMut::new(rows, n, ncols, stride), &mut ws);
-            pool.lock().expect("pool lock").push(ws);
+            pool.with(|ws| f(r0, ViewMut::new(rows, n, ncols, stride), ws));
         });
 }
 
@@ -413,7 +466,7 @@ pub struct FastEngine<'a> {
     ctot: RowMat,
     dtot: RowMat,
     g32: RowMat,
-    pool: Mutex<Vec<Workspace>>,
+    pool: Pool,
     parts: Vec<Part>,
     /// CL: `G` of every view (`2n × d`, row `2i + v`), then `∂L/∂G` in the same layout.
     gbuf: Vec<f32>,
@@ -469,15 +522,11 @@ impl<'a> FastEngine<'a> {
             ctot: only(p, d),
             dtot: only(p, p),
             g32: only(d, d),
-            pool: Mutex::new(Vec::new()),
+            pool: Pool::new(p, d, dm.m, objective, rayon::current_num_threads()),
             parts: Vec::new(),
             gbuf: Vec::new(),
             dgbuf: Vec::new(),
         };
-        let ws = (0..rayon::current_num_threads())
-            .map(|_| engine.workspace())
-            .collect();
-        *engine.pool.lock().expect("pool lock") = ws;
         Ok(engine)
     }
 
@@ -523,45 +572,23 @@ impl<'a> FastEngine<'a> {
 
     /// `R = E Q` and `Π = R Eᵀ`.
     fn hoist(&mut self) {
-        let Self {
-            dm,
-            objective,
-            arch,
-            backend,
-            e,
-            q,
-            r,
-            pp,
-            pool,
-            ..
-        } = self;
-        let (dm, objective, arch, backend): (&DataModel, _, _, _) =
-            (dm, *objective, *arch, *backend);
-        let fresh = || Workspace::new(dm.p(), dm.d(), dm.m, objective);
-        let (e, q) = (&*e, &*q);
-        par_row_blocks(pool, &fresh, r, |r0, dst, ws| {
-            let n = dst.nrows();
-            arch.dispatch(Product {
-                backend,
-                dst,
-                a: e.view().rows(r0, n),
-                b: q.view(),
-                accum: Accum::Replace,
-                gemm: &mut ws.gemm,
-            })
+        let (mul, pool, e, q) = (self.mul(), &self.pool, &self.e, &self.q);
+        par_row_blocks(pool, &mut self.r, |r0, dst, ws| {
+            let a = e.view().rows(r0, dst.nrows());
+            mul.run(dst, a, q.view(), Accum::Replace, &mut ws.gemm);
         });
-        let r = &*r;
-        par_row_blocks(pool, &fresh, pp, |r0, dst, ws| {
-            let n = dst.nrows();
-            arch.dispatch(Product {
-                backend,
-                dst,
-                a: r.view().rows(r0, n),
-                b: e.view().t(),
-                accum: Accum::Replace,
-                gemm: &mut ws.gemm,
-            })
+        let r = &self.r;
+        par_row_blocks(pool, &mut self.pp, |r0, dst, ws| {
+            let a = r.view().rows(r0, dst.nrows());
+            mul.run(dst, a, e.view().t(), Accum::Replace, &mut ws.gemm);
         });
+    }
+
+    fn mul(&self) -> Mul {
+        Mul {
+            arch: self.arch,
+            backend: self.backend,
+        }
     }
 
     fn ctx(&self) -> Ctx<'_> {
@@ -607,23 +634,17 @@ impl<'a> FastEngine<'a> {
         ws.d_acc.fill_zero();
         let loss = self.mae_sample_kernel(ws, s);
         let mut grad = ws.grad.take().expect("gradient buffer present");
-        let e = &self.e;
-        self.arch.dispatch(Product {
-            backend: self.backend,
-            dst: ws.c_acc.view_mut(),
-            a: ws.d_acc.view(),
-            b: e.view(),
-            accum: Accum::Add,
-            gemm: &mut ws.gemm,
-        });
-        self.arch.dispatch(Product {
-            backend: self.backend,
-            dst: grad.view_mut(),
-            a: e.view().t(),
-            b: ws.c_acc.view(),
-            accum: Accum::Replace,
-            gemm: &mut ws.gemm,
-        });
+        let (mul, e) = (self.mul(), &self.e);
+        let (c, dacc) = (ws.c_acc.view_mut(), ws.d_acc.view());
+        mul.run(c, dacc, e.view(), Accum::Add, &mut ws.gemm);
+        let c = ws.c_acc.view();
+        mul.run(
+            grad.view_mut(),
+            e.view().t(),
+            c,
+            Accum::Replace,
+            &mut ws.gemm,
+        );
         ws.grad = Some(grad);
         loss
     }
@@ -714,29 +735,17 @@ impl<'a> FastEngine<'a> {
                 loss: 0.0,
             });
         }
-        let ctx = Ctx {
-            dm: self.dm,
-            p,
-            d,
-            e: &self.e,
-            v64: &self.v64,
-            q: &self.q,
-            r: &self.r,
-            pp: &self.pp,
-            backend: self.backend,
-        };
-        let (dm, pool, objective) = (self.dm, &self.pool, self.objective);
-        self.parts[..chunks]
+        let mut parts = std::mem::take(&mut self.parts);
+        let (ctx, pool) = (self.ctx(), &self.pool);
+        parts[..chunks]
             .par_iter_mut()
             .enumerate()
             .for_each(|(c, part)| {
-                let taken = pool.lock().expect("pool lock").pop();
-                let mut ws = taken.unwrap_or_else(|| Workspace::new(p, d, dm.m, objective));
                 let lo = c * size;
                 let hi = (lo + size).min(n);
-                work(&ctx, c, &batch[lo..hi], &mut ws, part);
-                pool.lock().expect("pool lock").push(ws);
+                pool.with(|ws| work(&ctx, c, &batch[lo..hi], ws, part));
             });
+        self.parts = parts;
     }
 
     fn mae_batch(&mut self, batch: &[Sample]) -> f64 {
@@ -760,29 +769,14 @@ impl<'a> FastEngine<'a> {
     /// Folds the first `chunks` MAE partials in chunk order into `C` and `D`, then forms
     /// `∇ = Eᵀ (C + D E)` (the batch sum, not yet divided by n) in `g32`.
     fn mae_gradient(&mut self, chunks: usize) {
-        let Self {
-            dm,
-            objective,
-            arch,
-            backend,
-            e,
-            parts,
-            ctot,
-            dtot,
-            g32,
-            pool,
-            ..
-        } = self;
-        let (dm, objective, arch, backend): (&DataModel, _, _, _) =
-            (dm, *objective, *arch, *backend);
-        let pool: &Mutex<Vec<Workspace>> = pool;
-        let (p, d) = (dm.p(), dm.d());
-        let parts = &parts[..chunks];
-        let e = &*e;
-        let (cs, ds) = (ctot.stride(), dtot.stride());
-        ctot.data_mut()
+        let (mul, pool, e) = (self.mul(), &self.pool, &self.e);
+        let (p, d) = (self.dm.p(), self.dm.d());
+        let parts = &self.parts[..chunks];
+        let (cs, ds) = (self.ctot.stride(), self.dtot.stride());
+        self.ctot
+            .data_mut()
             .par_chunks_mut(ROW_BLOCK * cs)
-            .zip(dtot.data_mut().par_chunks_mut(ROW_BLOCK * ds))
+            .zip(self.dtot.data_mut().par_chunks_mut(ROW_BLOCK * ds))
             .enumerate()
             .for_each(|(b, (cb, db))| {
                 let r0 = b * ROW_BLOCK;
@@ -793,30 +787,12 @@ impl<'a> FastEngine<'a> {
                     fold_row(cv.row_mut(i), parts.iter().map(|pt| pt.c.row(r0 + i)));
                     fold_row(dv.row_mut(i), parts.iter().map(|pt| pt.dacc.row(r0 + i)));
                 }
-                let taken = pool.lock().expect("pool lock").pop();
-                let mut ws = taken.unwrap_or_else(|| Workspace::new(p, d, dm.m, objective));
-                arch.dispatch(Product {
-                    backend,
-                    dst: cv,
-                    a: dv.rb(),
-                    b: e.view(),
-                    accum: Accum::Add,
-                    gemm: &mut ws.gemm,
-                });
-                pool.lock().expect("pool lock").push(ws);
+                pool.with(|ws| mul.run(cv, dv.rb(), e.view(), Accum::Add, &mut ws.gemm));
             });
-        let fresh = || Workspace::new(p, d, dm.m, objective);
-        let ctot = &*ctot;
-        par_row_blocks(pool, &fresh, g32, |r0, dst, ws| {
-            let n = dst.nrows();
-            arch.dispatch(Product {
-                backend,
-                dst,
-                a: e.view().cols(r0, n).t(),
-                b: ctot.view(),
-                accum: Accum::Replace,
-                gemm: &mut ws.gemm,
-            })
+        let ctot = &self.ctot;
+        par_row_blocks(pool, &mut self.g32, |r0, dst, ws| {
+            let a = e.view().cols(r0, dst.nrows()).t();
+            mul.run(dst, a, ctot.view(), Accum::Replace, &mut ws.gemm);
         });
     }
 
@@ -825,23 +801,20 @@ impl<'a> FastEngine<'a> {
         let mut gbuf = std::mem::take(&mut self.gbuf);
         gbuf.resize(2 * n * d, 0.0);
         {
-            let ctx = self.ctx();
-            let (dm, pool, objective) = (self.dm, &self.pool, self.objective);
+            let (ctx, pool) = (self.ctx(), &self.pool);
             gbuf.par_chunks_mut(2 * SAMPLE_CHUNK * d)
                 .enumerate()
                 .for_each(|(c, out)| {
-                    let taken = pool.lock().expect("pool lock").pop();
-                    let mut ws =
-                        taken.unwrap_or_else(|| Workspace::new(dm.p(), d, dm.m, objective));
                     let lo = c * SAMPLE_CHUNK;
                     let samples = &batch[lo..(lo + SAMPLE_CHUNK).min(n)];
-                    arch.dispatch(cl::ClForwardChunk {
-                        ctx: &ctx,
-                        ws: &mut ws,
-                        samples,
-                        out,
+                    pool.with(|ws| {
+                        arch.dispatch(cl::ClForwardChunk {
+                            ctx: &ctx,
+                            ws,
+                            samples,
+                            out,
+                        })
                     });
-                    pool.lock().expect("pool lock").push(ws);
                 });
         }
         let g1 = Mat::from_fn(n, d, |i, j| gbuf[2 * i * d + j] as f64);
@@ -982,14 +955,19 @@ mod tests {
             let x = run.dm.content(&s);
             let mask = &s.masks[0];
 
-            let e = FastEngine::new(&run.dm, Objective::Cl, 1.0, Isa::Scalar).unwrap();
-            let mut ws = e.workspace();
-            e.arch.dispatch(Materialize {
-                ctx: &e.ctx(),
-                ws: &mut ws,
-                s: &s,
-                mae: false,
-            });
+            let materialised = |objective: Objective| {
+                let e = FastEngine::new(&run.dm, objective, 1.0, Isa::Scalar).unwrap();
+                let mut ws = e.workspace();
+                e.arch.dispatch(Materialize {
+                    ctx: &e.ctx(),
+                    ws: &mut ws,
+                    s: &s,
+                    mae: objective == Objective::Mae,
+                });
+                ws
+            };
+
+            let ws = materialised(Objective::Cl);
             for q in 0..p {
                 for j in 0..d {
                     let want = x[(q, j)] as f32;
@@ -1008,35 +986,21 @@ mod tests {
                 }
             }
 
-            let e = FastEngine::new(&run.dm, Objective::Mae, 1.0, Isa::Scalar).unwrap();
-            let mut ws = e.workspace();
-            e.arch.dispatch(Materialize {
-                ctx: &e.ctx(),
-                ws: &mut ws,
-                s: &s,
-                mae: true,
-            });
+            let ws = materialised(Objective::Mae);
             let visible: Vec<usize> = (0..p).filter(|&q| !mask.is_masked[q]).collect();
             let order: Vec<usize> = visible.iter().chain(&mask.masked).copied().collect();
             assert_eq!(ws.keys, order, "key order [V; M]");
-            for (i, &q) in visible.iter().enumerate() {
-                for j in 0..d {
-                    assert_eq!(
-                        ws.xt.row(i)[j].to_bits(),
-                        (x[(q, j)] as f32).to_bits(),
-                        "σ={noise} X_V row {i} (x_{q})"
-                    );
+            // Row i of `got` is the content of position `at[i]`, bit for bit.
+            let same_rows = |got: &RowMat, at: &[usize], what: &str| {
+                for (i, &q) in at.iter().enumerate() {
+                    for j in 0..d {
+                        let want = (x[(q, j)] as f32).to_bits();
+                        assert_eq!(got.row(i)[j].to_bits(), want, "σ={noise} {what} row {i}");
+                    }
                 }
-            }
-            for (i, &q) in mask.masked.iter().enumerate() {
-                for j in 0..d {
-                    assert_eq!(
-                        ws.xm.row(i)[j].to_bits(),
-                        (x[(q, j)] as f32).to_bits(),
-                        "σ={noise} x_{q}"
-                    );
-                }
-            }
+            };
+            same_rows(&ws.xt, &visible, "X_V");
+            same_rows(&ws.xm, &mask.masked, "masked content");
         }
     }
 
