@@ -98,6 +98,11 @@ fn exp(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
     g.finish();
 }
 
+/// Metadata of a one-sample bench `group/variant/P`: n = 1, one thread, FLOP-counted.
+fn sample_meta(group: &str, variant: &str, p: usize, d: usize, isa: &str, flops: f64) -> BenchMeta {
+    BenchMeta::new(group, variant, p, p, d, 1, 1, isa, flops, true)
+}
+
 fn mae_sample(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
     let mut g = c.benchmark_group("mae_sample");
     for p in common::SIZES {
@@ -113,18 +118,7 @@ fn mae_sample(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
                 objectives::mae_sample(&run.dm, q.as_ref(), black_box(&s), Some(grad.as_mut()), 1.0)
             })
         });
-        metas.push(BenchMeta::new(
-            "mae_sample",
-            "reference",
-            p,
-            p,
-            d,
-            1,
-            1,
-            "f64",
-            flops,
-            true,
-        ));
+        metas.push(sample_meta("mae_sample", "reference", p, d, "f64", flops));
         for isa in common::isas() {
             let mut engine =
                 FastEngine::new(&run.dm, Objective::Mae, 1.0, isa).expect("available isa");
@@ -136,17 +130,13 @@ fn mae_sample(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
             g.bench_function(BenchmarkId::new(&variant, p), |b| {
                 b.iter(|| engine.mae_sample_kernel(&mut ws, black_box(&s)))
             });
-            metas.push(BenchMeta::new(
+            metas.push(sample_meta(
                 "mae_sample",
                 &variant,
                 p,
-                p,
                 d,
-                1,
-                1,
                 isa.name(),
                 fast_flops,
-                true,
             ));
         }
     }
@@ -172,18 +162,7 @@ fn cl_view(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
                 gv
             })
         });
-        metas.push(BenchMeta::new(
-            "cl_view",
-            "reference",
-            p,
-            p,
-            d,
-            1,
-            1,
-            "f64",
-            flops,
-            true,
-        ));
+        metas.push(sample_meta("cl_view", "reference", p, d, "f64", flops));
         for isa in common::isas() {
             let mut engine =
                 FastEngine::new(&run.dm, Objective::Cl, 1.0, isa).expect("available isa");
@@ -197,18 +176,7 @@ fn cl_view(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
                     g0
                 })
             });
-            metas.push(BenchMeta::new(
-                "cl_view",
-                &variant,
-                p,
-                p,
-                d,
-                1,
-                1,
-                isa.name(),
-                flops,
-                true,
-            ));
+            metas.push(sample_meta("cl_view", &variant, p, d, isa.name(), flops));
         }
     }
     g.finish();
