@@ -36,6 +36,22 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `vitssl report regress --baseline base --current cur [extra…]`: exit code, stdout, stderr.
+fn regress(base: &Path, cur: &Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let mut args = vec![
+        "report",
+        "regress",
+        "--baseline",
+        s(base),
+        "--current",
+        s(cur),
+    ];
+    args.extend_from_slice(extra);
+    let out = vitssl(&args);
+    let (stdout, stderr) = text(&out);
+    (out.status.code(), stdout, stderr)
+}
+
 /// A benchmark row `group/variant/p` with median `ns` and confidence interval `ns ± half`.
 fn bench(group: &str, variant: &str, p: usize, ns: f64, half: f64) -> BenchRow {
     let flops = 1000.0 * p as f64;
@@ -125,9 +141,8 @@ fn two_dirs(name: &str, rows: &[(&str, f64, f64)], factor: f64) -> (PathBuf, Pat
 #[test]
 fn regress_flags_a_1_3x_slowdown_with_exit_1() {
     let (b, c) = two_dirs("slow", &[("mae_sample", 1000.0, 10.0)], 1.3);
-    let out = vitssl(&["report", "regress", "--baseline", s(&b), "--current", s(&c)]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let (code, stdout, stderr) = regress(&b, &c, &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
     assert!(stdout.contains("## Regressions"), "{stdout}");
     assert!(stdout.contains("| mae_sample/fast-v3/8 |"), "{stdout}");
     assert!(stdout.contains("+30.0% (×1.30)"), "{stdout}");
@@ -136,18 +151,8 @@ fn regress_flags_a_1_3x_slowdown_with_exit_1() {
 #[test]
 fn regress_passes_an_unchanged_benchmark() {
     let (b, c) = two_dirs("same", &[("mae_sample", 1000.0, 10.0)], 1.0);
-    let out = vitssl(&[
-        "report",
-        "regress",
-        "--baseline",
-        s(&b),
-        "--current",
-        s(&c),
-        "--threshold",
-        "0.05",
-    ]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = regress(&b, &c, &["--threshold", "0.05"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("0 regressed"), "{stdout}");
 }
 
@@ -155,9 +160,8 @@ fn regress_passes_an_unchanged_benchmark() {
 fn regress_ignores_a_slowdown_within_overlapping_intervals() {
     // ±200 ns around 1000 and 1300: [800, 1200] and [1100, 1500] overlap.
     let (b, c) = two_dirs("noisy", &[("cl_view", 1000.0, 200.0)], 1.3);
-    let out = vitssl(&["report", "regress", "--baseline", s(&b), "--current", s(&c)]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = regress(&b, &c, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("within noise"), "{stdout}");
     assert!(stdout.contains("| cl_view/fast-v3/8 |"), "{stdout}");
 }
@@ -181,9 +185,8 @@ fn regress_lists_missing_and_new_ids_without_failing() {
             bench("exp", "fast-v3", 32, 400.0, 1.0),
         ],
     );
-    let out = vitssl(&["report", "regress", "--baseline", s(&b), "--current", s(&c)]);
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let (code, stdout, stderr) = regress(&b, &c, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("Missing from current"), "{stdout}");
     assert!(stdout.contains("- exp/fast-v3/16"), "{stdout}");
     assert!(stdout.contains("New in current"), "{stdout}");
@@ -193,31 +196,13 @@ fn regress_lists_missing_and_new_ids_without_failing() {
 #[test]
 fn regress_rejects_a_bad_threshold_and_unreadable_input_with_exit_2() {
     let (b, c) = two_dirs("badthr", &[("exp", 100.0, 1.0)], 1.0);
-    let out = vitssl(&[
-        "report",
-        "regress",
-        "--baseline",
-        s(&b),
-        "--current",
-        s(&c),
-        "--threshold",
-        "5x",
-    ]);
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = regress(&b, &c, &["--threshold", "5x"]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("'5x'") && stderr.contains("5%"), "{stderr}");
 
     let gone = b.join("no-such-dir");
-    let out = vitssl(&[
-        "report",
-        "regress",
-        "--baseline",
-        s(&gone),
-        "--current",
-        s(&c),
-    ]);
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = regress(&gone, &c, &[]);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("no-such-dir"), "{stderr}");
 }
 
