@@ -11,7 +11,7 @@
 //! FILTER and writes to `target/vitssl/bench/<tag>/`. A complete run writes
 //! `results/<machine-tag>/convergence.csv` (written whole, then renamed).
 
-use vitssl::config::{GeometryConfig, LayoutSpec, Objective, RunConfig};
+use vitssl::config::{GeometryConfig, Objective, RunConfig};
 use vitssl::engine::EngineKind;
 use vitssl::isa::Isa;
 use vitssl::record::write_atomic;
@@ -19,15 +19,7 @@ use vitssl::sweep::{Point, run_point};
 
 fn point(objective: Objective, side: usize, rho: f64, id: String) -> Point {
     let mut cfg = RunConfig::for_objective(objective);
-    cfg.geometry = GeometryConfig {
-        rows: side,
-        cols: side,
-        clusters: 2,
-        layout: LayoutSpec::Blocks {
-            block: 2,
-            global_frac: rho,
-        },
-    };
+    cfg.geometry = GeometryConfig::blocks(side, side, 2, rho);
     Point::new(id, cfg)
 }
 

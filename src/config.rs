@@ -75,17 +75,22 @@ pub struct GeometryConfig {
     pub layout: LayoutSpec,
 }
 
+impl GeometryConfig {
+    /// A `rows × cols` grid with the default `K = 2` clusters whose local areas are
+    /// `block × block` blocks at global fraction `global_frac` (SPEC §1's generator).
+    pub fn blocks(rows: usize, cols: usize, block: usize, global_frac: f64) -> Self {
+        Self {
+            rows,
+            cols,
+            clusters: 2,
+            layout: LayoutSpec::Blocks { block, global_frac },
+        }
+    }
+}
+
 impl Default for GeometryConfig {
     fn default() -> Self {
-        Self {
-            rows: 6,
-            cols: 6,
-            clusters: 2,
-            layout: LayoutSpec::Blocks {
-                block: 2,
-                global_frac: 0.5,
-            },
-        }
+        Self::blocks(6, 6, 2, 0.5)
     }
 }
 

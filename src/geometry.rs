@@ -213,18 +213,6 @@ fn block_layouts(
 mod tests {
     use super::*;
 
-    fn blocks(rows: usize, cols: usize, block: usize, rho: f64) -> GeometryConfig {
-        GeometryConfig {
-            rows,
-            cols,
-            clusters: 2,
-            layout: LayoutSpec::Blocks {
-                block,
-                global_frac: rho,
-            },
-        }
-    }
-
     #[test]
     fn default_layout_has_four_blocks_per_cluster() {
         let g = Geometry::new(&GeometryConfig::default(), 0).unwrap();
@@ -239,7 +227,7 @@ mod tests {
 
     #[test]
     fn blocks_are_contiguous_squares() {
-        let g = Geometry::new(&blocks(8, 8, 2, 0.5), 3).unwrap();
+        let g = Geometry::new(&GeometryConfig::blocks(8, 8, 2, 0.5), 3).unwrap();
         for l in &g.clusters {
             for m in &l.members[1..] {
                 let (r0, c0) = (m[0] / 8, m[0] % 8);
@@ -258,19 +246,19 @@ mod tests {
 
     #[test]
     fn invalid_geometries_are_named() {
-        let e = Geometry::new(&blocks(5, 6, 2, 0.5), 0).unwrap_err();
+        let e = Geometry::new(&GeometryConfig::blocks(5, 6, 2, 0.5), 0).unwrap_err();
         assert!(
             matches!(&e, Error::Geometry(m) if m.contains("b = 2") && m.contains("5x6")),
             "{e}"
         );
-        let e = Geometry::new(&blocks(6, 6, 2, 1.5), 0).unwrap_err();
+        let e = Geometry::new(&GeometryConfig::blocks(6, 6, 2, 1.5), 0).unwrap_err();
         assert!(matches!(&e, Error::Geometry(m) if m.contains("1.5")), "{e}");
-        let e = Geometry::new(&blocks(6, 6, 2, 0.99), 0).unwrap_err();
+        let e = Geometry::new(&GeometryConfig::blocks(6, 6, 2, 0.99), 0).unwrap_err();
         assert!(
             matches!(&e, Error::Geometry(m) if m.contains("no local area")),
             "{e}"
         );
-        let e = Geometry::new(&blocks(6, 6, 2, 0.01), 0).unwrap_err();
+        let e = Geometry::new(&GeometryConfig::blocks(6, 6, 2, 0.01), 0).unwrap_err();
         assert!(
             matches!(&e, Error::Geometry(m) if m.contains("global area empty")),
             "{e}"
@@ -287,7 +275,7 @@ mod tests {
             matches!(&e, Error::Geometry(m) if m.contains("K = 0")),
             "{e}"
         );
-        let e = Geometry::new(&blocks(6, 6, 0, 0.5), 0).unwrap_err();
+        let e = Geometry::new(&GeometryConfig::blocks(6, 6, 0, 0.5), 0).unwrap_err();
         assert!(
             matches!(&e, Error::Geometry(m) if m.contains("b = 0")),
             "{e}"

@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use vitssl::config::{GeometryConfig, LayoutSpec, Objective, RunConfig};
+use vitssl::config::{GeometryConfig, Objective, RunConfig};
 use vitssl::data::Sample;
 use vitssl::rng::{Stream, stream};
 use vitssl::train::Run;
@@ -16,15 +16,7 @@ pub fn model(objective: Objective, p: usize) -> Run {
     let side = (p as f64).sqrt() as usize;
     assert_eq!(side * side, p);
     let mut cfg = RunConfig::for_objective(objective);
-    cfg.geometry = GeometryConfig {
-        rows: side,
-        cols: side,
-        clusters: 2,
-        layout: LayoutSpec::Blocks {
-            block: 2,
-            global_frac: 0.5,
-        },
-    };
+    cfg.geometry = GeometryConfig::blocks(side, side, 2, 0.5);
     cfg.train.init_scale = 0.1;
     cfg.seed = 2024;
     Run::new(cfg).expect("benchmark config is valid")

@@ -13,7 +13,7 @@
 pub mod claims;
 pub mod figures;
 
-use crate::config::{EmbeddingKind, GeometryConfig, LayoutSpec, Objective, RunConfig};
+use crate::config::{EmbeddingKind, GeometryConfig, Objective, RunConfig};
 use crate::engine::EngineKind;
 use crate::isa::Isa;
 use crate::provenance::Provenance;
@@ -157,15 +157,7 @@ pub struct AttentionRow {
 
 fn cfg(objective: Objective, rows: usize, block: usize, rho: f64) -> RunConfig {
     let mut c = RunConfig::for_objective(objective);
-    c.geometry = GeometryConfig {
-        rows,
-        cols: rows,
-        clusters: 2,
-        layout: LayoutSpec::Blocks {
-            block,
-            global_frac: rho,
-        },
-    };
+    c.geometry = GeometryConfig::blocks(rows, rows, block, rho);
     c
 }
 
