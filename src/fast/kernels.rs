@@ -145,6 +145,41 @@ pub fn pack_a(a: View<'_>, r0: usize, rows: usize, dst: &mut [f32]) {
     }
 }
 
+/// Packs the columns `cols` of rows `0 .. rows` of the row-major `a` as [`pack_a`] packs
+/// `rows × cols.len()`: panel `t` holds `a[t·MR + r, cols[kk]]` at `t·k·MR + kk·MR + r` with
+/// `k = cols.len()`, zero past the last row. A gather, for left factors whose inner index runs
+/// over a subset of `a`'s columns.
+///
+/// # Panics
+/// When `a` is not row-major, a column index is out of range or `dst` is shorter than
+/// [`packed_a_len`]`(rows, cols.len())`.
+#[inline(always)]
+#[track_caller]
+pub fn pack_a_cols(a: View<'_>, rows: usize, cols: &[usize], dst: &mut [f32]) {
+    assert_eq!(a.col_stride(), 1, "pack_a_cols reads row-major rows");
+    let k = cols.len();
+    for (t, panel) in dst[..packed_a_len(rows, k)]
+        .chunks_exact_mut(k * MR)
+        .enumerate()
+    {
+        let valid = MR.min(rows - t * MR);
+        if valid == MR {
+            let src: [&[f32]; MR] = core::array::from_fn(|r| a.row(t * MR + r));
+            for (out, &c) in panel.chunks_exact_mut(MR).zip(cols) {
+                for (o, row) in out.iter_mut().zip(&src) {
+                    *o = row[c];
+                }
+            }
+        } else {
+            for (out, &c) in panel.chunks_exact_mut(MR).zip(cols) {
+                for (r, o) in out.iter_mut().enumerate() {
+                    *o = if r < valid { a.row(t * MR + r)[c] } else { 0.0 };
+                }
+            }
+        }
+    }
+}
+
 /// The `MR × 2` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of one packed micro-panel and one packed
 /// column block.
 #[inline(always)]
@@ -163,14 +198,15 @@ fn kernel<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> [[S::f32s; 2]; MR] {
     acc
 }
 
-/// Writes (or adds) the first `rows × w` entries of a tile at `c[r0.., j0..]`.
+/// Writes (or adds) the first `rows × w` entries of a tile at columns `j0..` of the rows
+/// `dst_row(0), dst_row(1), …` of `c`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn store_tile<S: Simd>(
     simd: S,
     acc: [[S::f32s; 2]; MR],
     c: &mut ViewMut<'_>,
-    r0: usize,
+    dst_row: impl Fn(usize) -> usize,
     rows: usize,
     j0: usize,
     w: usize,
@@ -178,7 +214,7 @@ fn store_tile<S: Simd>(
 ) {
     let l = S::F32_LANES;
     for (r, v) in acc.iter().enumerate().take(rows) {
-        let row = &mut c.row_mut(r0 + r)[j0..j0 + w];
+        let row = &mut c.row_mut(dst_row(r))[j0..j0 + w];
         if w == 2 * l {
             let (lo, hi) = row.split_at_mut(l);
             let (lo, hi) = (
@@ -220,6 +256,52 @@ pub fn gemm_packed<S: Simd>(
     bpack: &[f32],
     accum: Accum,
 ) {
+    gemm_tiles(simd, c, |i| r0 + i, rows, k, apack, bpack, accum);
+}
+
+/// [`gemm_packed`] into scattered rows: row `i` of the product goes to (or is added to) row
+/// `dst_rows[i]` of `C`.
+///
+/// # Panics
+/// When a row index is out of range.
+#[inline(always)]
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_packed_rows<S: Simd>(
+    simd: S,
+    c: &mut ViewMut<'_>,
+    dst_rows: &[usize],
+    k: usize,
+    apack: &[f32],
+    bpack: &[f32],
+    accum: Accum,
+) {
+    gemm_tiles(
+        simd,
+        c,
+        |i| dst_rows[i],
+        dst_rows.len(),
+        k,
+        apack,
+        bpack,
+        accum,
+    );
+}
+
+/// The tile loops of [`gemm_packed`]: product row `i` is row `dst_row(i)` of `c`.
+#[inline(always)]
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+fn gemm_tiles<S: Simd>(
+    simd: S,
+    c: &mut ViewMut<'_>,
+    dst_row: impl Fn(usize) -> usize + Copy,
+    rows: usize,
+    k: usize,
+    apack: &[f32],
+    bpack: &[f32],
+    accum: Accum,
+) {
     let (n, nb) = (c.ncols(), nb::<S>());
     let tiles = rows.div_ceil(MR);
     let apack = &apack[..tiles * k * MR];
@@ -233,7 +315,7 @@ pub fn gemm_packed<S: Simd>(
                     simd,
                     acc,
                     c,
-                    r0 + t * MR,
+                    |r| dst_row(t * MR + r),
                     MR.min(rows - t * MR),
                     jb * nb,
                     nb.min(n - jb * nb),
@@ -251,7 +333,7 @@ pub fn gemm_packed<S: Simd>(
                 simd,
                 acc,
                 c,
-                r0 + t * MR,
+                |r| dst_row(t * MR + r),
                 MR.min(rows - t * MR),
                 jb * nb,
                 w,
@@ -617,6 +699,95 @@ mod tests {
                                 worst < 1e-5 * k as f64,
                                 "{isa} {m}x{k}x{n} {accum:?}: {worst}"
                             );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C[dst_rows[i], :] (=|+=) Σ_kk a[i, cols[kk]] · b[kk, :]` through [`pack_a_cols`] and
+    /// [`gemm_packed_rows`].
+    struct Gathered<'a> {
+        c: ViewMut<'a>,
+        a: View<'a>,
+        cols: &'a [usize],
+        b: View<'a>,
+        dst_rows: &'a [usize],
+        accum: Accum,
+    }
+
+    impl WithSimd for Gathered<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) {
+            let Self {
+                mut c,
+                a,
+                cols,
+                b,
+                dst_rows,
+                accum,
+            } = self;
+            let k = cols.len();
+            let mut bp = vec![0.0; packed_b_len(k, b.ncols())];
+            pack_b::<S>(b, &mut bp);
+            let mut ap = vec![0.0; packed_a_len(dst_rows.len(), k)];
+            pack_a_cols(a, dst_rows.len(), cols, &mut ap);
+            gemm_packed_rows(simd, &mut c, dst_rows, k, &ap, &bp, accum);
+        }
+    }
+
+    #[test]
+    fn gathered_packing_and_scattered_rows_match_naive() {
+        for isa in crate::fast::test_isas() {
+            let arch = isa.arch().unwrap();
+            let sz = sizes(isa);
+            for &rows in sz.iter().chain(&[MR + 1, 4 * MR + 2]) {
+                for &k in &sz {
+                    for &n in &sz {
+                        // `a` has more columns than the gather reads, taken out of order;
+                        // product rows land in every other row of C, last row first.
+                        let a = filled(rows, 2 * k + 1, 6);
+                        let cols: Vec<usize> =
+                            (0..k).map(|i| (2 * k - 2 * i) % (2 * k + 1)).collect();
+                        let b = filled(k, n, 7);
+                        let dst_rows: Vec<usize> = (0..rows).map(|i| 2 * (rows - 1 - i)).collect();
+                        for accum in [Accum::Replace, Accum::Add] {
+                            let mut c = filled(2 * rows, n, 8);
+                            let c0 = c.clone();
+                            arch.dispatch(Gathered {
+                                c: c.view_mut(),
+                                a: a.view(),
+                                cols: &cols,
+                                b: b.view(),
+                                dst_rows: &dst_rows,
+                                accum,
+                            });
+                            for r in 0..2 * rows {
+                                for j in 0..n {
+                                    let want = match dst_rows.iter().position(|&x| x == r) {
+                                        None => c0.row(r)[j] as f64,
+                                        Some(i) => {
+                                            let s: f64 = (0..k)
+                                                .map(|t| {
+                                                    a.row(i)[cols[t]] as f64 * b.row(t)[j] as f64
+                                                })
+                                                .sum();
+                                            s + if accum == Accum::Add {
+                                                c0.row(r)[j] as f64
+                                            } else {
+                                                0.0
+                                            }
+                                        }
+                                    };
+                                    let got = c.row(r)[j] as f64;
+                                    assert!(
+                                        (got - want).abs() < 1e-5 * (k as f64 + 1.0),
+                                        "{isa} {rows}x{k}x{n} {accum:?} C[{r},{j}]: {got} vs {want}"
+                                    );
+                                }
+                            }
                         }
                     }
                 }

@@ -8,19 +8,22 @@
 //! position only, and nothing to the outputs or to `g`, so the content products run over the
 //! `P − m` visible keys only.
 //!
-//! Per sample, keys are taken in the order `[V; M]` (visible positions ascending, then the
-//! masked ones in mask order), `X_V` is the `(P − m) × d` content of the visible keys, and for
-//! every panel of up to [`QP`] masked query rows one fused pass computes, with panel-sized
-//! scratch only (`QP × P` and `QP × d`; never `P × P` per sample):
-//! 1. scores `s_p· = Π_p· + [U_p X_Vᵀ, 0]` (the gathered row of `Π` plus the content scores of
-//!    the visible keys);
-//! 2. the max-subtracted softmax `A_p·` over all P keys;
-//! 3. `F_p = A_{p,V} X_V`, the residual `r_p = x_p − F_p` and the loss `½‖r_p‖²`;
-//! 4. `t_p· = [r_p X_Vᵀ, 0]` (so `g_p· = −t_p·`; zero on the masked keys);
-//! 5. `Ds_p· = −A_p· ⊙ (t_p· − ⟨A_p·, t_p·⟩)`;
-//! 6. `Ds_{p,V} X_V`, added to row p of the chunk's content accumulator `C` (`P × d`), and
-//!    `Ds_p·` scattered back to natural key order into row p of the chunk's position
-//!    accumulator `D` (`P × P`).
+//! Per sample, `X_V` is the `(P − m) × d` content of the visible keys (ascending positions)
+//! and, for every panel of up to [`QP`] masked query rows, one fused pass computes, with
+//! panel-sized scratch only (`QP × P` and `QP × d`; never `P × P` per sample):
+//! 1. scores `s_p· = Π_p· + U_p X_Vᵀ` on the visible keys, `Π_p·` on the masked ones (the row of
+//!    `Π` copied, the content scores of the micro-kernel added at the visible positions);
+//! 2. the max-subtracted softmax `A_p·` over all P keys, in natural key order;
+//! 3. `F_p = A_{p,V} X_V` (the visible columns of `A` gathered while packing), the residual
+//!    `r_p = x_p − F_p` and the loss `½‖r_p‖²`;
+//! 4. `t_p· = r_p X_Vᵀ` on the visible keys, zero on the masked ones (so `g_p· = −t_p·`);
+//! 5. `Ds_p· = −A_p· ⊙ (t_p· − ⟨A_p·, t_p·⟩)`, added as it is to row p of the chunk's position
+//!    accumulator `D` (`P × P`);
+//! 6. `Ds_{p,V} X_V`, added by the micro-kernel straight into row p of the chunk's content
+//!    accumulator `C` (`P × d`).
+//!
+//! Keeping the rows in natural key order makes the `Π` row and the `D` row contiguous copies and
+//! additions; only the `P − m` visible entries of the content products are scattered or gathered.
 //!
 //! Since `∇_Q ℓ = Σ_p e_p (Σ_q Ds_pq (x̃_q + e_q))ᵀ = E_Mᵀ (Ds_{·,V} X_V + Ds E)`, the batch
 //! gradient is `Eᵀ (C + D E)` with `C`, `D` summed over the batch: two products per step, formed
@@ -29,10 +32,10 @@
 //! `2md² + 8mPd + 2Pd²` of SPEC §12 ([`super::mae_flops`]).
 
 use super::kernels::{
-    axpy, gemm_packed, pack_a, pack_b, packed_a_len, packed_b_len, residual_row,
-    softmax_backward_row, softmax_row,
+    axpy, gemm_packed, gemm_packed_rows, pack_a, pack_a_cols, pack_b, packed_a_len, packed_b_len,
+    residual_row, softmax_backward_row, softmax_row,
 };
-use super::mat::{RowMat, Scratch, View, ViewMut};
+use super::mat::RowMat;
 use super::{Ctx, QP, Workspace};
 use crate::data::Sample;
 use faer::Accum;
@@ -52,9 +55,9 @@ pub fn mae_step_flops(p: usize, d: usize) -> u64 {
     4 * p * d * d + 4 * p * p * d
 }
 
-/// Materialises sample `s` for MAE: the visible content `X_V` (compact, in key order), the
-/// content `x_p` of the masked queries, the key order `[V; M]`, and `X_V`, `X_Vᵀ` packed for
-/// the micro-kernel.
+/// Materialises sample `s` for MAE: the visible positions `V` (ascending), their content `X_V`
+/// (compact, in that order), the content `x_p` of the masked queries (in mask order), and
+/// `X_V`, `X_Vᵀ` packed for the micro-kernel.
 ///
 /// Noise-free rows are built as `x_p = z_{a(p)} v_{k,a(p)}` (the same f64 product
 /// [`crate::data::DataModel::write_content`] forms, so the same f32 values); noisy content goes
@@ -68,17 +71,16 @@ pub(super) fn materialize<S: Simd>(ctx: &Ctx<'_>, ws: &mut Workspace, s: &Sample
     assert!(m <= ws.rows, "more masked rows than the workspace holds");
     assert!(m < p, "an MAE mask leaves at least one key visible");
     let nv = p - m;
-    // Key order [V; M]; `row_of[q]` is q's row in X_V (visible) or in the masked rows.
+    // `row_of[q]` is q's row in X_V (visible) or in the masked rows.
     let mut j = 0;
     for q in 0..p {
         if !mask.is_masked[q] {
-            ws.keys[j] = q;
+            ws.vis[j] = q;
             ws.row_of[q] = j;
             j += 1;
         }
     }
     for (i, &q) in mask.masked.iter().enumerate() {
-        ws.keys[nv + i] = q;
         ws.row_of[q] = i;
     }
     if ctx.dm.cfg.noise == 0.0 {
@@ -131,76 +133,63 @@ fn sample<S: Simd>(
     let nv = p - m;
     let xvp = ws.xtp.slice(packed_b_len(nv, d));
     let xvtp = ws.xttp.slice(packed_b_len(d, nv));
+    let vis = &ws.vis[..nv];
     let mut loss = 0.0f64;
     let mut r0 = 0;
     while r0 < m {
         let nr = (m - r0).min(QP);
         let rows = &masked[r0..r0 + nr];
-        // Scores: the gathered rows of Π, plus U X_Vᵀ on the visible keys.
-        for (i, &qp) in rows.iter().enumerate() {
-            let pi = ctx.pp.row(qp);
-            for (o, &k) in ws.sc.row_mut(i).iter_mut().zip(&ws.keys) {
-                *o = pi[k];
-            }
-        }
+        // Content scores U X_Vᵀ (compact, in `ds`), added at the visible keys of the rows of Π.
         let ap = ws.ap.get(packed_a_len(nr, d));
         pack_rows(ctx.r, rows, d, ap);
-        gemm_packed(
-            simd,
-            &mut ws.sc.view_mut().into_cols(0, nv),
-            0,
-            nr,
-            d,
-            ap,
-            xvtp,
-            Accum::Add,
-        );
-        for i in 0..nr {
-            softmax_row(simd, ws.sc.row_mut(i));
+        let mut cs = ws.ds.view_mut().into_cols(0, nv);
+        gemm_packed(simd, &mut cs, 0, nr, d, ap, xvtp, Accum::Replace);
+        for (i, &qp) in rows.iter().enumerate() {
+            let sc = ws.sc.row_mut(i);
+            sc.copy_from_slice(ctx.pp.row(qp));
+            for (&k, &v) in vis.iter().zip(ws.ds.row(i)) {
+                sc[k] += v;
+            }
+            softmax_row(simd, sc);
         }
         // Outputs F = A_V X_V, residuals r = x − F.
-        let a = ws.sc.view().cols(0, nv);
-        panel_product(simd, &mut ws.ap, a, nr, xvp, ws.f.view_mut());
+        let ap = ws.ap.get(packed_a_len(nr, nv));
+        pack_a_cols(ws.sc.view(), nr, vis, ap);
+        gemm_packed(
+            simd,
+            &mut ws.f.view_mut(),
+            0,
+            nr,
+            nv,
+            ap,
+            xvp,
+            Accum::Replace,
+        );
         for i in 0..nr {
             loss += residual_row(simd, ws.xm.row(r0 + i), ws.f.row_mut(i)) as f64;
         }
-        // t = [r X_Vᵀ, 0]; g = −t, so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩).
-        let t = ws.t.view_mut().into_cols(0, nv);
-        panel_product(simd, &mut ws.ap, ws.f.view(), nr, xvtp, t);
-        for i in 0..nr {
-            ws.t.row_mut(i)[nv..].fill(0.0);
-            softmax_backward_row(simd, ws.sc.row(i), ws.t.row(i), -1.0, ws.ds.row_mut(i));
-        }
-        // Content rows Ds_V X_V into C; Ds back to natural key order into D.
-        let a = ws.ds.view().cols(0, nv);
-        panel_product(simd, &mut ws.ap, a, nr, xvp, ws.f.view_mut());
+        // t = r X_Vᵀ on the visible keys (compact, in `ds`), zero on the masked ones; g = −t,
+        // so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩). Ds rows go into D as they are.
+        let ap = ws.ap.get(packed_a_len(nr, d));
+        pack_a(ws.f.view(), 0, nr, ap);
+        let mut tc = ws.ds.view_mut().into_cols(0, nv);
+        gemm_packed(simd, &mut tc, 0, nr, d, ap, xvtp, Accum::Replace);
         for (i, &qp) in rows.iter().enumerate() {
-            axpy(simd, c.row_mut(qp), 1.0, ws.f.row(i));
-            let dst = dacc.row_mut(qp);
-            for (&k, &v) in ws.keys.iter().zip(ws.ds.row(i)) {
-                dst[k] += v;
+            let t = ws.t.row_mut(i);
+            t.fill(0.0);
+            for (&k, &v) in vis.iter().zip(ws.ds.row(i)) {
+                t[k] = v;
             }
+            softmax_backward_row(simd, ws.sc.row(i), ws.t.row(i), -1.0, ws.ds.row_mut(i));
+            axpy(simd, dacc.row_mut(qp), 1.0, ws.ds.row(i));
         }
+        // Content rows Ds_V X_V, added straight into the rows of C.
+        let ap = ws.ap.get(packed_a_len(nr, nv));
+        pack_a_cols(ws.ds.view(), nr, vis, ap);
+        gemm_packed_rows(simd, &mut c.view_mut(), rows, nv, ap, xvp, Accum::Add);
         r0 += nr;
     }
     0.5 * loss
-}
-
-/// `dst[0..nr, :] = a[0..nr, :] · B`: packs those rows of `a` into `ap`, then runs the
-/// micro-kernel against the packed right factor `bpack` (`a.ncols() × dst.ncols()`).
-#[inline(always)]
-fn panel_product<S: Simd>(
-    simd: S,
-    ap: &mut Scratch,
-    a: View<'_>,
-    nr: usize,
-    bpack: &[f32],
-    mut dst: ViewMut<'_>,
-) {
-    let k = a.ncols();
-    let ap = ap.get(packed_a_len(nr, k));
-    pack_a(a, 0, nr, ap);
-    gemm_packed(simd, &mut dst, 0, nr, k, ap, bpack, Accum::Replace);
 }
 
 /// Packs the rows `rows` of `r` (`· × k`) into micro-panels, as [`pack_a`] packs contiguous rows.

@@ -10,9 +10,10 @@
 //!   involves positions alone is shared by the whole batch and formed once per step:
 //!   `R = E Q` (the query rows `U_p = R_p`) and `Π = R Eᵀ` (the position-position scores), both
 //!   in [`FastEngine::set_q`]. Per sample, with `X_V` the content of the `P − m` visible keys,
-//!   per panel of up to [`QP`] masked rows one fused pass — scores `Π_p· + [U_p X_Vᵀ, 0]`,
-//!   max-subtracted softmax `A_p·` over all P keys, `F_p = A_{p,V} X_V`, `r_p = x_p − F_p`
-//!   (loss `½‖r_p‖²`), `g_p· = −[r_p X_Vᵀ, 0]`, `Ds_p· = A_p· ⊙ (g_p· − ⟨A_p·, g_p·⟩)`, and
+//!   per panel of up to [`QP`] masked rows one fused pass in natural key order — scores `Π_p·`
+//!   plus `U_p X_Vᵀ` at the visible keys, max-subtracted softmax `A_p·` over all P keys,
+//!   `F_p = A_{p,V} X_V`, `r_p = x_p − F_p` (loss `½‖r_p‖²`), `g_p· = −r_p X_Vᵀ` at the visible
+//!   keys and 0 at the masked ones, `Ds_p· = A_p· ⊙ (g_p· − ⟨A_p·, g_p·⟩)`, and
 //!   the rows `Ds_{p,V} X_V` and `Ds_p·` added into the chunk's accumulators `C` (`P × d`) and
 //!   `D` (`P × P`) — with panel-sized scratch only. After the chunks, `C` and `D` are folded in
 //!   chunk order and `∇ = Eᵀ (C + D E)` is formed: two products per step, not per sample.
@@ -155,7 +156,7 @@ pub struct Workspace {
     d: usize,
     rows: usize,
     slots: usize,
-    /// CL: `X̃` (`P × d`). MAE: the visible content `X_V` in key order (first `P − m` rows).
+    /// CL: `X̃` (`P × d`). MAE: the visible content `X_V`, ascending positions (first `P − m` rows).
     xt: RowMat,
     /// MAE: content rows `x_p` of the masked queries (`m × d`).
     xm: RowMat,
@@ -179,8 +180,9 @@ pub struct Workspace {
     colsum: Vec<f32>,
     c: Vec<f32>,
     gvec: Vec<f32>,
-    /// MAE: the key order `[V; M]`, and each position's row in `X_V` or in the masked rows.
-    keys: Vec<usize>,
+    /// MAE: the visible positions `V` (ascending, first `P − m` entries), and each position's
+    /// row in `X_V` or in the masked rows.
+    vis: Vec<usize>,
     row_of: Vec<usize>,
     /// CL: the chunk's `[W_1 … W_c]` (`d × cP`) and `[H_1; …; H_c]` (`cP × d`).
     w: RowMat,
@@ -227,7 +229,7 @@ impl Workspace {
             colsum: vec![0.0; p],
             c: vec![0.0; p],
             gvec: vec![0.0; d],
-            keys: vec![0; p],
+            vis: vec![0; p],
             row_of: vec![usize::MAX; p],
             w: RowMat::zeros(d, slots * p),
             h: RowMat::zeros(slots * p, d),
@@ -988,8 +990,7 @@ mod tests {
 
             let ws = materialised(Objective::Mae);
             let visible: Vec<usize> = (0..p).filter(|&q| !mask.is_masked[q]).collect();
-            let order: Vec<usize> = visible.iter().chain(&mask.masked).copied().collect();
-            assert_eq!(ws.keys, order, "key order [V; M]");
+            assert_eq!(ws.vis[..visible.len()], visible[..], "visible positions");
             // Row i of `got` is the content of position `at[i]`, bit for bit.
             let same_rows = |got: &RowMat, at: &[usize], what: &str| {
                 for (i, &q) in at.iter().enumerate() {
