@@ -17,9 +17,7 @@
 //! **Logits.** [`info_nce`] forms `S = G¹G²ᵀ/τ`, its row softmax `Π`, the loss and
 //! `∂L/∂G¹ = (Π G² − G²)/(nτ)`, `∂L/∂G² = (Πᵀ G¹ − G¹)/(nτ)` once per batch in f64 (`O(n²d)`).
 
-use super::kernels::{
-    axpy, dot, gemm_packed, pack_a, packed_a_len, packed_b_len, softmax_backward_row, softmax_row,
-};
+use super::kernels::{axpy, dot, gemm_rows, packed_b_len, softmax_backward_row, softmax_row};
 use super::mat::ViewMut;
 use super::{Ctx, QP, Workspace, materialize, product};
 use crate::data::Sample;
@@ -56,19 +54,10 @@ fn attention_pass<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, slot: usi
     let mut r0 = 0;
     while r0 < p {
         let nr = (p - r0).min(QP);
-        let ap = ws.ap.get(packed_a_len(nr, d));
-        pack_a(ws.u.view(), r0, nr, ap);
         let htp = ws.htp.slice(packed_b_len(d, p));
-        gemm_packed(
-            simd,
-            &mut ws.sc.view_mut(),
-            0,
-            nr,
-            d,
-            ap,
-            htp,
-            Accum::Replace,
-        );
+        let u = &ws.u;
+        let sc = &mut ws.sc.view_mut();
+        gemm_rows(simd, sc, |i| u.row(r0 + i), nr, d, htp, Accum::Replace);
         for i in 0..nr {
             softmax_row(simd, ws.sc.row_mut(i));
             match pass {

@@ -13,8 +13,12 @@
 //! and then from L1. The ragged last rows and columns are stored with `partial_store`.
 //!
 //! In the fused passes the key-side operands (`Hᵀ`, `X̃`, `X̃ᵀ`) are packed once per sample
-//! and reused by every query panel; [`gemm`] packs both operands itself and computes every other
-//! product when the engine does not use faer (see [`super`]).
+//! and reused by every query panel. The query-side left factors are not packed: [`gemm_rows`]
+//! broadcasts from `MR` rows read in place (six sequential streams, as cheap for the core as
+//! one packed stream, and no packing pass), and a left factor whose inner index is a subset of
+//! its columns is gathered while packing ([`pack_a_cols`]). Products can also land in scattered
+//! rows of `C` ([`gemm_packed_rows`]). [`gemm`] packs both operands itself and computes every
+//! other product when the engine does not use faer (see [`super`]).
 //!
 //! **Rows.** Reductions keep four vector accumulators (their latency, not the loads, bounds
 //! them); tails are loaded with `partial_load` and masked where a padding lane would change the
@@ -341,6 +345,73 @@ fn gemm_tiles<S: Simd>(
             );
         }
     }
+}
+
+/// `C[0 .. rows, :] (=|+=) A · B` with the left factor read in place: row `i` of `A` is
+/// `a_row(i)` (at least `k` floats; only the first `k` are read), `B` packed ([`pack_b`] of
+/// `k × C.ncols()`). For left factors that are used once per column block sweep and would
+/// cost as much to pack as to read.
+///
+/// # Panics
+/// When a row is shorter than `k` or `bpack` is too short.
+#[inline(always)]
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rows<'a, S: Simd>(
+    simd: S,
+    c: &mut ViewMut<'_>,
+    a_row: impl Fn(usize) -> &'a [f32] + Copy,
+    rows: usize,
+    k: usize,
+    bpack: &[f32],
+    accum: Accum,
+) {
+    let (n, nb) = (c.ncols(), nb::<S>());
+    if rows == 0 {
+        return;
+    }
+    for (jb, b) in bpack[..n.div_ceil(nb) * k * nb]
+        .chunks_exact(k * nb)
+        .enumerate()
+    {
+        let w = nb.min(n - jb * nb);
+        let mut r0 = 0;
+        while r0 < rows {
+            // Rows past the end repeat the last one; they are computed, never stored.
+            let src: [&[f32]; MR] = core::array::from_fn(|r| &a_row((r0 + r).min(rows - 1))[..k]);
+            let acc = kernel_rows(simd, src, b);
+            store_tile(
+                simd,
+                acc,
+                c,
+                |r| r0 + r,
+                MR.min(rows - r0),
+                jb * nb,
+                w,
+                accum,
+            );
+            r0 += MR;
+        }
+    }
+}
+
+/// [`kernel`] with the `MR` rows of `A` read in place (each exactly `k` long).
+#[inline(always)]
+fn kernel_rows<S: Simd>(simd: S, a: [&[f32]; MR], b: &[f32]) -> [[S::f32s; 2]; MR] {
+    let (bv, _) = S::as_simd_f32s(b);
+    let (bp, _) = pulp::as_arrays::<2, _>(bv);
+    let [a0, a1, a2, a3, a4, a5] = a;
+    let mut acc = [[simd.splat_f32s(0.0); 2]; MR];
+    for ((((((x0, x1), x2), x3), x4), x5), bk) in
+        a0.iter().zip(a1).zip(a2).zip(a3).zip(a4).zip(a5).zip(bp)
+    {
+        for (r, &x) in [*x0, *x1, *x2, *x3, *x4, *x5].iter().enumerate() {
+            let x = simd.splat_f32s(x);
+            acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
+            acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
+        }
+    }
+    acc
 }
 
 /// Rows per packed left panel in [`gemm`].
@@ -785,6 +856,87 @@ mod tests {
                                     assert!(
                                         (got - want).abs() < 1e-5 * (k as f64 + 1.0),
                                         "{isa} {rows}x{k}x{n} {accum:?} C[{r},{j}]: {got} vs {want}"
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `C[0..rows, :] (=|+=) A[order, 0..k] · B` through [`gemm_rows`], `A` read in place.
+    struct InPlace<'a> {
+        c: ViewMut<'a>,
+        a: &'a RowMat,
+        order: &'a [usize],
+        k: usize,
+        b: View<'a>,
+        accum: Accum,
+    }
+
+    impl WithSimd for InPlace<'_> {
+        type Output = ();
+        #[inline(always)]
+        fn with_simd<S: Simd>(self, simd: S) {
+            let Self {
+                mut c,
+                a,
+                order,
+                k,
+                b,
+                accum,
+            } = self;
+            let mut bp = vec![0.0; packed_b_len(k, b.ncols())];
+            pack_b::<S>(b, &mut bp);
+            gemm_rows(
+                simd,
+                &mut c,
+                |i| a.row(order[i]),
+                order.len(),
+                k,
+                &bp,
+                accum,
+            );
+        }
+    }
+
+    #[test]
+    fn in_place_rows_match_naive() {
+        for isa in crate::fast::test_isas() {
+            let arch = isa.arch().unwrap();
+            let sz = sizes(isa);
+            for &rows in sz.iter().chain(&[MR + 1, 4 * MR + 2]) {
+                for &k in &sz {
+                    for &n in &sz {
+                        // Rows of `a` are longer than k and are taken last first.
+                        let a = filled(rows, k + 3, 9);
+                        let order: Vec<usize> = (0..rows).rev().collect();
+                        let b = filled(k, n, 10);
+                        for accum in [Accum::Replace, Accum::Add] {
+                            let mut c = filled(rows, n, 11);
+                            let c0 = c.clone();
+                            arch.dispatch(InPlace {
+                                c: c.view_mut(),
+                                a: &a,
+                                order: &order,
+                                k,
+                                b: b.view(),
+                                accum,
+                            });
+                            for (i, &src) in order.iter().enumerate() {
+                                for j in 0..n {
+                                    let mut want: f64 = (0..k)
+                                        .map(|t| a.row(src)[t] as f64 * b.row(t)[j] as f64)
+                                        .sum();
+                                    if accum == Accum::Add {
+                                        want += c0.row(i)[j] as f64;
+                                    }
+                                    let got = c.row(i)[j] as f64;
+                                    assert!(
+                                        (got - want).abs() < 1e-5 * (k as f64 + 1.0),
+                                        "{isa} {rows}x{k}x{n} {accum:?} C[{i},{j}]: {got} vs {want}"
                                     );
                                 }
                             }

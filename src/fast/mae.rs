@@ -32,8 +32,8 @@
 //! `2md² + 8mPd + 2Pd²` of SPEC §12 ([`super::mae_flops`]).
 
 use super::kernels::{
-    axpy, gemm_packed, gemm_packed_rows, pack_a, pack_a_cols, pack_b, packed_a_len, packed_b_len,
-    residual_row, softmax_backward_row, softmax_row,
+    axpy, gemm_packed, gemm_packed_rows, gemm_rows, pack_a_cols, pack_b, packed_a_len,
+    packed_b_len, residual_row, softmax_backward_row, softmax_row,
 };
 use super::mat::RowMat;
 use super::{Ctx, QP, Workspace};
@@ -140,10 +140,17 @@ fn sample<S: Simd>(
         let nr = (m - r0).min(QP);
         let rows = &masked[r0..r0 + nr];
         // Content scores U X_Vᵀ (compact, in `ds`), added at the visible keys of the rows of Π.
-        let ap = ws.ap.get(packed_a_len(nr, d));
-        pack_rows(ctx.r, rows, d, ap);
         let mut cs = ws.ds.view_mut().into_cols(0, nv);
-        gemm_packed(simd, &mut cs, 0, nr, d, ap, xvtp, Accum::Replace);
+        let r = ctx.r;
+        gemm_rows(
+            simd,
+            &mut cs,
+            |i| r.row(rows[i]),
+            nr,
+            d,
+            xvtp,
+            Accum::Replace,
+        );
         for (i, &qp) in rows.iter().enumerate() {
             let sc = ws.sc.row_mut(i);
             sc.copy_from_slice(ctx.pp.row(qp));
@@ -170,10 +177,9 @@ fn sample<S: Simd>(
         }
         // t = r X_Vᵀ on the visible keys (compact, in `ds`), zero on the masked ones; g = −t,
         // so Ds = A ⊙ (g − ⟨A, g⟩) = −A ⊙ (t − ⟨A, t⟩). Ds rows go into D as they are.
-        let ap = ws.ap.get(packed_a_len(nr, d));
-        pack_a(ws.f.view(), 0, nr, ap);
         let mut tc = ws.ds.view_mut().into_cols(0, nv);
-        gemm_packed(simd, &mut tc, 0, nr, d, ap, xvtp, Accum::Replace);
+        let f = &ws.f;
+        gemm_rows(simd, &mut tc, |i| f.row(i), nr, d, xvtp, Accum::Replace);
         for (i, &qp) in rows.iter().enumerate() {
             let t = ws.t.row_mut(i);
             t.fill(0.0);
@@ -190,31 +196,6 @@ fn sample<S: Simd>(
         r0 += nr;
     }
     0.5 * loss
-}
-
-/// Packs the rows `rows` of `r` (`· × k`) into micro-panels, as [`pack_a`] packs contiguous rows.
-#[inline(always)]
-fn pack_rows(r: &RowMat, rows: &[usize], k: usize, dst: &mut [f32]) {
-    use super::kernels::MR;
-    for (t, panel) in dst[..packed_a_len(rows.len(), k)]
-        .chunks_exact_mut(k * MR)
-        .enumerate()
-    {
-        for lane in 0..MR {
-            match rows.get(t * MR + lane) {
-                Some(&row) => {
-                    for (kk, &v) in r.row(row).iter().enumerate() {
-                        panel[kk * MR + lane] = v;
-                    }
-                }
-                None => {
-                    for kk in 0..k {
-                        panel[kk * MR + lane] = 0.0;
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// A chunk of MAE samples: returns `Σ_i ℓ_i` and adds every sample's rows into `c` (`P × d`)
