@@ -11,6 +11,8 @@
 //! FILTER and writes to `target/vitssl/bench/<tag>/`. A complete run writes
 //! `results/<machine-tag>/convergence.csv` (written whole, then renamed).
 
+mod common;
+
 use vitssl::config::{GeometryConfig, Objective, RunConfig};
 use vitssl::engine::EngineKind;
 use vitssl::isa::Isa;
@@ -41,41 +43,10 @@ fn points() -> Vec<Point> {
     pts
 }
 
-/// The benchmark filter among criterion-style arguments: the first word that is neither a flag nor
-/// the value of one of criterion's options that take a value.
-fn filter(args: &[String]) -> Option<String> {
-    const WITH_VALUE: [&str; 15] = [
-        "--save-baseline",
-        "--baseline",
-        "--baseline-lenient",
-        "--load-baseline",
-        "--sample-size",
-        "--warm-up-time",
-        "--measurement-time",
-        "--nresamples",
-        "--noise-threshold",
-        "--confidence-level",
-        "--significance-level",
-        "--profile-time",
-        "--plotting-backend",
-        "--output-format",
-        "--color",
-    ];
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        if WITH_VALUE.contains(&a.as_str()) {
-            it.next();
-        } else if !a.starts_with('-') {
-            return Some(a.clone());
-        }
-    }
-    None
-}
-
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let test = vitssl::bench::test_mode();
-    let filter = filter(&args);
+    let filter = common::filter(&args);
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let isa = Isa::best();
     let mut pts = points();

@@ -20,20 +20,12 @@ use vitssl::bench::BenchMeta;
 use vitssl::config::Objective;
 use vitssl::engine::{EngineKind, build};
 use vitssl::fast::{cl_batch_flops, mae_flops, mae_sample_flops, mae_step_flops};
-use vitssl::isa::Isa;
 
 const N: usize = 256;
 
 fn step(c: &mut Criterion, objective: Objective, metas: &mut Vec<BenchMeta>) {
     let group = format!("step_{}", objective.name());
-    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let best = Isa::best();
-    let mut variants = vec![(EngineKind::Fast, best, 1), (EngineKind::Fast, best, all)];
-    if objective == Objective::Mae {
-        variants.push((EngineKind::Fast, Isa::Scalar, all));
-        variants.push((EngineKind::Reference, Isa::Scalar, all));
-    }
-    variants.dedup();
+    let variants = common::step_variants(objective);
     let mut g = c.benchmark_group(&group);
     g.sample_size(10);
     for p in common::SIZES {
@@ -59,10 +51,7 @@ fn step(c: &mut Criterion, objective: Objective, metas: &mut Vec<BenchMeta>) {
                 .install(|| build(kind, isa, &run.dm, &run.cfg.train))
                 .expect("engine");
             let isa_name = engine.isa();
-            let variant = match kind {
-                EngineKind::Fast => format!("fast-{isa}-t{threads}"),
-                EngineKind::Reference => format!("reference-t{threads}"),
-            };
+            let variant = common::variant_name(kind, &isa.to_string(), threads);
             let mut grad = Mat::<f64>::zeros(d, d);
             g.bench_function(BenchmarkId::new(&variant, p), |b| {
                 b.iter(|| {

@@ -4,6 +4,8 @@
 
 use vitssl::config::{GeometryConfig, Objective, RunConfig};
 use vitssl::data::Sample;
+use vitssl::engine::EngineKind;
+use vitssl::isa::Isa;
 use vitssl::rng::{Stream, stream};
 use vitssl::train::Run;
 
@@ -61,4 +63,58 @@ pub fn finish(file: &str, metas: &[vitssl::bench::BenchMeta], since: std::time::
             std::process::exit(1);
         }
     }
+}
+
+/// The variants of a full step: the fast engine on the best ISA at 1 thread and at every core,
+/// and for MAE also `--isa scalar` and the reference engine at every core (the SIMD-vs-scalar
+/// and fast-vs-reference ratios of the fast-engine targets).
+pub fn step_variants(objective: Objective) -> Vec<(EngineKind, Isa, usize)> {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let best = Isa::best();
+    let mut variants = vec![(EngineKind::Fast, best, 1), (EngineKind::Fast, best, all)];
+    if objective == Objective::Mae {
+        variants.push((EngineKind::Fast, Isa::Scalar, all));
+        variants.push((EngineKind::Reference, Isa::Scalar, all));
+    }
+    variants.dedup();
+    variants
+}
+
+/// A step variant's name in the result files: `fast-<isa>-t<threads>` or `reference-t<threads>`.
+pub fn variant_name(kind: EngineKind, isa: &str, threads: usize) -> String {
+    match kind {
+        EngineKind::Fast => format!("fast-{isa}-t{threads}"),
+        EngineKind::Reference => format!("reference-t{threads}"),
+    }
+}
+
+/// The benchmark filter among criterion-style arguments: the first word that is neither a flag
+/// nor the value of one of criterion's options that take a value.
+pub fn filter(args: &[String]) -> Option<String> {
+    const WITH_VALUE: [&str; 15] = [
+        "--save-baseline",
+        "--baseline",
+        "--baseline-lenient",
+        "--load-baseline",
+        "--sample-size",
+        "--warm-up-time",
+        "--measurement-time",
+        "--nresamples",
+        "--noise-threshold",
+        "--confidence-level",
+        "--significance-level",
+        "--profile-time",
+        "--plotting-backend",
+        "--output-format",
+        "--color",
+    ];
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if WITH_VALUE.contains(&a.as_str()) {
+            it.next();
+        } else if !a.starts_with('-') {
+            return Some(a.clone());
+        }
+    }
+    None
 }

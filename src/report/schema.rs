@@ -1,6 +1,7 @@
 //! Typed rows of the benchmark result files under `results/<machine-tag>/`.
 //!
-//! `kernels.csv` and `step.csv` hold [`BenchRow`]s, `convergence.csv` holds [`ConvergenceRow`]s.
+//! `kernels.csv` and `step.csv` hold [`BenchRow`]s, `convergence.csv` holds [`ConvergenceRow`]s,
+//! `speedup.csv` holds [`SpeedupRow`]s.
 //! Every row carries its provenance (the columns of [`crate::provenance::Provenance`], without
 //! `isa` and `threads`, which are columns of the row itself). The headers are the field names, in
 //! order; the README documents them.
@@ -103,6 +104,50 @@ pub struct ConvergenceRow {
     pub diversity: f64,
     /// Master seed.
     pub seed: u64,
+    /// Git revision of the build.
+    pub git_rev: String,
+    /// CPU model.
+    pub cpu_model: String,
+    /// Logical cores of the machine.
+    pub cores: usize,
+    /// rustc version.
+    pub rustc: String,
+    /// UTC date of the run.
+    pub date: String,
+}
+
+/// One paired speed ratio of `speedup.csv`: two variants of the same step, timed in the same
+/// interleaved rounds, `slower` time over `faster` time per round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SpeedupRow {
+    /// `group/ratio/P`, e.g. `step_mae/fast_vs_reference/256` (unique within a file).
+    pub id: String,
+    /// Step group: `step_mae`.
+    pub group: String,
+    /// `simd_vs_scalar`, `threads` (all cores against one) or `fast_vs_reference`.
+    pub ratio: String,
+    /// The variant whose time is the numerator (as in `step.csv`, e.g. `reference-t2`).
+    pub slower: String,
+    /// The variant whose time is the denominator (e.g. `fast-v3-t2`).
+    pub faster: String,
+    /// Patches P.
+    pub p: usize,
+    /// Embedding dimension d.
+    pub d: usize,
+    /// Samples per step n.
+    pub n: usize,
+    /// Rounds measured.
+    pub rounds: usize,
+    /// Median over rounds of `slower / faster`.
+    pub median: f64,
+    /// Smallest per-round ratio.
+    pub min: f64,
+    /// Largest per-round ratio.
+    pub max: f64,
+    /// Median time of one `slower` step over the rounds, ms.
+    pub slower_ms: f64,
+    /// Median time of one `faster` step over the rounds, ms.
+    pub faster_ms: f64,
     /// Git revision of the build.
     pub git_rev: String,
     /// CPU model.
