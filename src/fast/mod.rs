@@ -167,7 +167,8 @@ pub struct Workspace {
     htp: Scratch,
     xtp: Scratch,
     xttp: Scratch,
-    /// A packed query panel ([`kernels::pack_a`]).
+    /// MAE: a packed left panel, the visible columns of a panel's `A` or `Ds` rows
+    /// ([`kernels::pack_a_cols`]).
     ap: Scratch,
     /// Panel scratch: scores → attention (`QP × P`), MAE outputs → residuals → content rows
     /// (`QP × d`), MAE `t` (`QP × P`).
@@ -221,7 +222,7 @@ impl Workspace {
             htp: Scratch::zeros(len(!mae, kernels::packed_b_len(d, p))),
             xtp: Scratch::zeros(len(mae, kernels::packed_b_len(p, d))),
             xttp: Scratch::zeros(len(mae, kernels::packed_b_len(d, p))),
-            ap: Scratch::zeros(kernels::packed_a_len(QP, p.max(d))),
+            ap: Scratch::zeros(len(mae, kernels::packed_a_len(QP, p))),
             sc: RowMat::zeros(QP, p),
             f: only(mae, QP, d),
             t: only(mae, QP, p),
