@@ -777,124 +777,46 @@ mod tests {
         }
     }
 
-    /// `C[dst_rows[i], :] (=|+=) Σ_kk a[i, cols[kk]] · b[kk, :]` through [`pack_a_cols`] and
-    /// [`gemm_packed_rows`].
-    struct Gathered<'a> {
-        c: ViewMut<'a>,
-        a: View<'a>,
+    /// Two products of the same `b` (`k × n`): `gathered[dst_rows[i], :] (=|+=)
+    /// Σ_kk a[i, cols[kk]] · b[kk, :]` through [`pack_a_cols`] and [`gemm_packed_rows`], and
+    /// `in_place[i, :] (=|+=) a[order[i], 0..k] · b` through [`gemm_rows`].
+    struct RowProducts<'a> {
+        gathered: ViewMut<'a>,
+        in_place: ViewMut<'a>,
+        a: &'a RowMat,
         cols: &'a [usize],
-        b: View<'a>,
         dst_rows: &'a [usize],
+        order: &'a [usize],
+        b: View<'a>,
         accum: Accum,
     }
 
-    impl WithSimd for Gathered<'_> {
+    impl WithSimd for RowProducts<'_> {
         type Output = ();
         #[inline(always)]
         fn with_simd<S: Simd>(self, simd: S) {
             let Self {
-                mut c,
+                mut gathered,
+                mut in_place,
                 a,
                 cols,
-                b,
                 dst_rows,
+                order,
+                b,
                 accum,
             } = self;
-            let k = cols.len();
+            let k = b.nrows();
             let mut bp = vec![0.0; packed_b_len(k, b.ncols())];
             pack_b::<S>(b, &mut bp);
             let mut ap = vec![0.0; packed_a_len(dst_rows.len(), k)];
-            pack_a_cols(a, dst_rows.len(), cols, &mut ap);
-            gemm_packed_rows(simd, &mut c, dst_rows, k, &ap, &bp, accum);
-        }
-    }
-
-    #[test]
-    fn gathered_packing_and_scattered_rows_match_naive() {
-        for isa in crate::fast::test_isas() {
-            let arch = isa.arch().unwrap();
-            let sz = sizes(isa);
-            for &rows in sz.iter().chain(&[MR + 1, 4 * MR + 2]) {
-                for &k in &sz {
-                    for &n in &sz {
-                        // `a` has more columns than the gather reads, taken out of order;
-                        // product rows land in every other row of C, last row first.
-                        let a = filled(rows, 2 * k + 1, 6);
-                        let cols: Vec<usize> =
-                            (0..k).map(|i| (2 * k - 2 * i) % (2 * k + 1)).collect();
-                        let b = filled(k, n, 7);
-                        let dst_rows: Vec<usize> = (0..rows).map(|i| 2 * (rows - 1 - i)).collect();
-                        for accum in [Accum::Replace, Accum::Add] {
-                            let mut c = filled(2 * rows, n, 8);
-                            let c0 = c.clone();
-                            arch.dispatch(Gathered {
-                                c: c.view_mut(),
-                                a: a.view(),
-                                cols: &cols,
-                                b: b.view(),
-                                dst_rows: &dst_rows,
-                                accum,
-                            });
-                            for r in 0..2 * rows {
-                                for j in 0..n {
-                                    let want = match dst_rows.iter().position(|&x| x == r) {
-                                        None => c0.row(r)[j] as f64,
-                                        Some(i) => {
-                                            let s: f64 = (0..k)
-                                                .map(|t| {
-                                                    a.row(i)[cols[t]] as f64 * b.row(t)[j] as f64
-                                                })
-                                                .sum();
-                                            s + if accum == Accum::Add {
-                                                c0.row(r)[j] as f64
-                                            } else {
-                                                0.0
-                                            }
-                                        }
-                                    };
-                                    let got = c.row(r)[j] as f64;
-                                    assert!(
-                                        (got - want).abs() < 1e-5 * (k as f64 + 1.0),
-                                        "{isa} {rows}x{k}x{n} {accum:?} C[{r},{j}]: {got} vs {want}"
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// `C[0..rows, :] (=|+=) A[order, 0..k] · B` through [`gemm_rows`], `A` read in place.
-    struct InPlace<'a> {
-        c: ViewMut<'a>,
-        a: &'a RowMat,
-        order: &'a [usize],
-        k: usize,
-        b: View<'a>,
-        accum: Accum,
-    }
-
-    impl WithSimd for InPlace<'_> {
-        type Output = ();
-        #[inline(always)]
-        fn with_simd<S: Simd>(self, simd: S) {
-            let Self {
-                mut c,
-                a,
-                order,
-                k,
-                b,
-                accum,
-            } = self;
-            let mut bp = vec![0.0; packed_b_len(k, b.ncols())];
-            pack_b::<S>(b, &mut bp);
+            pack_a_cols(a.view(), dst_rows.len(), cols, &mut ap);
+            gemm_packed_rows(simd, &mut gathered, dst_rows, k, &ap, &bp, accum);
+            let rows = order.len();
             gemm_rows(
                 simd,
-                &mut c,
+                &mut in_place,
                 |i| a.row(order[i]),
-                order.len(),
+                rows,
                 k,
                 &bp,
                 accum,
@@ -903,41 +825,64 @@ mod tests {
     }
 
     #[test]
-    fn in_place_rows_match_naive() {
+    fn gathered_scattered_and_in_place_products_match_naive() {
         for isa in crate::fast::test_isas() {
             let arch = isa.arch().unwrap();
             let sz = sizes(isa);
             for &rows in sz.iter().chain(&[MR + 1, 4 * MR + 2]) {
                 for &k in &sz {
                     for &n in &sz {
-                        // Rows of `a` are longer than k and are taken last first.
-                        let a = filled(rows, k + 3, 9);
+                        // `a` has more columns than either product reads. The gather takes
+                        // them out of order and its rows land in every other row of its output,
+                        // last row first; the in-place product reads the rows last first.
+                        let a = filled(rows, 2 * k + 1, 6);
+                        let cols: Vec<usize> =
+                            (0..k).map(|i| (2 * k - 2 * i) % (2 * k + 1)).collect();
+                        let dst_rows: Vec<usize> = (0..rows).map(|i| 2 * (rows - 1 - i)).collect();
                         let order: Vec<usize> = (0..rows).rev().collect();
-                        let b = filled(k, n, 10);
+                        let b = filled(k, n, 7);
+                        let dot = |row: usize, col: &dyn Fn(usize) -> usize, j: usize| -> f64 {
+                            (0..k)
+                                .map(|t| a.row(row)[col(t)] as f64 * b.row(t)[j] as f64)
+                                .sum()
+                        };
                         for accum in [Accum::Replace, Accum::Add] {
-                            let mut c = filled(rows, n, 11);
-                            let c0 = c.clone();
-                            arch.dispatch(InPlace {
-                                c: c.view_mut(),
+                            let mut gathered = filled(2 * rows, n, 8);
+                            let mut in_place = filled(rows, n, 9);
+                            let (g0, p0) = (gathered.clone(), in_place.clone());
+                            arch.dispatch(RowProducts {
+                                gathered: gathered.view_mut(),
+                                in_place: in_place.view_mut(),
                                 a: &a,
+                                cols: &cols,
+                                dst_rows: &dst_rows,
                                 order: &order,
-                                k,
                                 b: b.view(),
                                 accum,
                             });
+                            let old = |c0: &RowMat, r: usize, j: usize| match accum {
+                                Accum::Add => c0.row(r)[j] as f64,
+                                Accum::Replace => 0.0,
+                            };
+                            let check = |what: &str, got: f32, want: f64| {
+                                assert!(
+                                    (got as f64 - want).abs() < 1e-5 * (k as f64 + 1.0),
+                                    "{isa} {rows}x{k}x{n} {accum:?} {what}: {got} vs {want}"
+                                );
+                            };
+                            for r in 0..2 * rows {
+                                for j in 0..n {
+                                    let want = match dst_rows.iter().position(|&x| x == r) {
+                                        None => g0.row(r)[j] as f64,
+                                        Some(i) => dot(i, &|t| cols[t], j) + old(&g0, r, j),
+                                    };
+                                    check(&format!("gathered[{r},{j}]"), gathered.row(r)[j], want);
+                                }
+                            }
                             for (i, &src) in order.iter().enumerate() {
                                 for j in 0..n {
-                                    let mut want: f64 = (0..k)
-                                        .map(|t| a.row(src)[t] as f64 * b.row(t)[j] as f64)
-                                        .sum();
-                                    if accum == Accum::Add {
-                                        want += c0.row(i)[j] as f64;
-                                    }
-                                    let got = c.row(i)[j] as f64;
-                                    assert!(
-                                        (got - want).abs() < 1e-5 * (k as f64 + 1.0),
-                                        "{isa} {rows}x{k}x{n} {accum:?} C[{i},{j}]: {got} vs {want}"
-                                    );
+                                    let want = dot(src, &|t| t, j) + old(&p0, i, j);
+                                    check(&format!("in_place[{i},{j}]"), in_place.row(i)[j], want);
                                 }
                             }
                         }
