@@ -16,7 +16,6 @@ mod common;
 use vitssl::config::{GeometryConfig, Objective, RunConfig};
 use vitssl::engine::EngineKind;
 use vitssl::isa::Isa;
-use vitssl::record::write_atomic;
 use vitssl::sweep::{Point, run_point};
 
 fn point(objective: Objective, side: usize, rho: f64, id: String) -> Point {
@@ -85,11 +84,5 @@ fn main() {
         println!("convergence: 1 point run in test mode, nothing written");
         return;
     }
-    let complete = filter.is_none();
-    let path = vitssl::bench::results_dir(complete).join("convergence.csv");
-    if let Err(e) = write_atomic(&path, &rows) {
-        eprintln!("error: cannot write {}: {e:#}", path.display());
-        std::process::exit(1);
-    }
-    eprintln!("wrote {} rows to {}", rows.len(), path.display());
+    common::write_rows("convergence.csv", &rows, filter.is_none());
 }

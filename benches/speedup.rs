@@ -22,7 +22,6 @@ use vitssl::config::Objective;
 use vitssl::engine::{Engine, EngineKind, build};
 use vitssl::isa::Isa;
 use vitssl::provenance::Provenance;
-use vitssl::record::write_atomic;
 use vitssl::report::schema::SpeedupRow;
 
 const N: usize = 256;
@@ -179,10 +178,5 @@ fn main() {
         println!("speedup: 1 round at P = {p} in test mode, nothing written");
         return;
     }
-    let path = vitssl::bench::results_dir(true).join("speedup.csv");
-    if let Err(e) = write_atomic(&path, &rows) {
-        eprintln!("error: cannot write {}: {e:#}", path.display());
-        std::process::exit(1);
-    }
-    eprintln!("wrote {} rows to {}", rows.len(), path.display());
+    common::write_rows("speedup.csv", &rows, true);
 }

@@ -118,3 +118,14 @@ pub fn filter(args: &[String]) -> Option<String> {
     }
     None
 }
+
+/// Writes `rows` (a whole file) to `file` under [`vitssl::bench::results_dir`]`(complete)`, with
+/// a summary line; exits with status 1 when it cannot.
+pub fn write_rows<R: serde::Serialize>(file: &str, rows: &[R], complete: bool) {
+    let path = vitssl::bench::results_dir(complete).join(file);
+    if let Err(e) = vitssl::record::write_atomic(&path, rows) {
+        eprintln!("error: cannot write {}: {e:#}", path.display());
+        std::process::exit(1);
+    }
+    eprintln!("wrote {} rows to {}", rows.len(), path.display());
+}
