@@ -19,7 +19,7 @@
 
 use super::kernels::{axpy, dot, gemm_rows, packed_b_len, softmax_backward_row, softmax_row};
 use super::mat::ViewMut;
-use super::{Ctx, QP, Workspace, materialize, product};
+use super::{Ctx, Workspace, materialize, panel_rows, product};
 use crate::data::Sample;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
@@ -53,7 +53,7 @@ fn attention_pass<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, slot: usi
     );
     let mut r0 = 0;
     while r0 < p {
-        let nr = (p - r0).min(QP);
+        let nr = panel_rows(p - r0);
         let htp = ws.htp.slice(packed_b_len(d, p));
         let u = &ws.u;
         let sc = &mut ws.sc.view_mut();

@@ -24,7 +24,7 @@
 //! them); tails are loaded with `partial_load` and masked where a padding lane would change the
 //! result (a max, a sum of exponentials).
 
-use super::exp::exp_f32s;
+use super::exp::exp_nonpos_f32s;
 use super::mat::{Scratch, View, ViewMut};
 use faer::Accum;
 use pulp::{Simd, WithSimd};
@@ -184,16 +184,21 @@ pub fn pack_a_cols(a: View<'_>, rows: usize, cols: &[usize], dst: &mut [f32]) {
     }
 }
 
-/// The `MR × 2` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of one packed micro-panel and one packed
-/// column block.
+/// Rows of the short micro-tile, used for a last micro-panel with at most this many valid rows:
+/// it costs 4/6 of a full tile where a full tile would compute padding rows.
+pub const MR_SHORT: usize = 4;
+
+/// The `R × 2` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of the first `R` rows of one packed
+/// micro-panel (`MR` rows interleaved) and one packed column block; rows `R..MR` of the result
+/// are zero.
 #[inline(always)]
-fn kernel<S: Simd>(simd: S, a: &[f32], b: &[f32]) -> [[S::f32s; 2]; MR] {
+fn kernel<S: Simd, const R: usize>(simd: S, a: &[f32], b: &[f32]) -> [[S::f32s; 2]; MR] {
     let (ap, _) = pulp::as_arrays::<MR, _>(a);
     let (bv, _) = S::as_simd_f32s(b);
     let (bp, _) = pulp::as_arrays::<2, _>(bv);
     let mut acc = [[simd.splat_f32s(0.0); 2]; MR];
     for (ak, bk) in ap.iter().zip(bp) {
-        for r in 0..MR {
+        for r in 0..R {
             let x = simd.splat_f32s(ak[r]);
             acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
             acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
@@ -332,13 +337,18 @@ fn gemm_tiles<S: Simd>(
     for (jb, b) in bpack.chunks_exact(k * nb).enumerate() {
         let w = nb.min(n - jb * nb);
         for (t, a) in apack.chunks_exact(k * MR).enumerate() {
-            let acc = kernel(simd, a, b);
+            let valid = MR.min(rows - t * MR);
+            let acc = if valid <= MR_SHORT {
+                kernel::<S, MR_SHORT>(simd, a, b)
+            } else {
+                kernel::<S, MR>(simd, a, b)
+            };
             store_tile(
                 simd,
                 acc,
                 c,
                 |r| dst_row(t * MR + r),
-                MR.min(rows - t * MR),
+                valid,
                 jb * nb,
                 w,
                 accum,
@@ -379,36 +389,43 @@ pub fn gemm_rows<'a, S: Simd>(
         while r0 < rows {
             // Rows past the end repeat the last one; they are computed, never stored.
             let src: [&[f32]; MR] = core::array::from_fn(|r| &a_row((r0 + r).min(rows - 1))[..k]);
-            let acc = kernel_rows(simd, src, b);
-            store_tile(
-                simd,
-                acc,
-                c,
-                |r| r0 + r,
-                MR.min(rows - r0),
-                jb * nb,
-                w,
-                accum,
-            );
+            let valid = MR.min(rows - r0);
+            let acc = if valid <= MR_SHORT {
+                kernel_rows::<S, MR_SHORT>(simd, src, b)
+            } else {
+                kernel_rows::<S, MR>(simd, src, b)
+            };
+            store_tile(simd, acc, c, |r| r0 + r, valid, jb * nb, w, accum);
             r0 += MR;
         }
     }
 }
 
-/// [`kernel`] with the `MR` rows of `A` read in place (each exactly `k` long).
+/// [`kernel`] with the first `R` of the `MR` rows of `A` read in place (each exactly `k` long).
 #[inline(always)]
-fn kernel_rows<S: Simd>(simd: S, a: [&[f32]; MR], b: &[f32]) -> [[S::f32s; 2]; MR] {
+fn kernel_rows<S: Simd, const R: usize>(simd: S, a: [&[f32]; MR], b: &[f32]) -> [[S::f32s; 2]; MR] {
     let (bv, _) = S::as_simd_f32s(b);
     let (bp, _) = pulp::as_arrays::<2, _>(bv);
     let [a0, a1, a2, a3, a4, a5] = a;
     let mut acc = [[simd.splat_f32s(0.0); 2]; MR];
-    for ((((((x0, x1), x2), x3), x4), x5), bk) in
-        a0.iter().zip(a1).zip(a2).zip(a3).zip(a4).zip(a5).zip(bp)
-    {
-        for (r, &x) in [*x0, *x1, *x2, *x3, *x4, *x5].iter().enumerate() {
-            let x = simd.splat_f32s(x);
-            acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
-            acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
+    if R == MR {
+        for ((((((x0, x1), x2), x3), x4), x5), bk) in
+            a0.iter().zip(a1).zip(a2).zip(a3).zip(a4).zip(a5).zip(bp)
+        {
+            for (r, &x) in [*x0, *x1, *x2, *x3, *x4, *x5].iter().enumerate() {
+                let x = simd.splat_f32s(x);
+                acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
+                acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
+            }
+        }
+    } else {
+        assert_eq!(R, MR_SHORT, "a full or a short tile");
+        for ((((x0, x1), x2), x3), bk) in a0.iter().zip(a1).zip(a2).zip(a3).zip(bp) {
+            for (r, &x) in [*x0, *x1, *x2, *x3].iter().enumerate() {
+                let x = simd.splat_f32s(x);
+                acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
+                acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
+            }
         }
     }
     acc
@@ -539,7 +556,8 @@ pub fn row_max<S: Simd>(simd: S, x: &[f32]) -> f32 {
     simd.reduce_max_f32s(m)
 }
 
-/// `x ← exp(x − shift)`, returning `Σ x` (four accumulators).
+/// `x ← exp(x − shift)`, returning `Σ x` (four accumulators). `shift` is at least the largest
+/// entry (the softmax's row max): the arguments are `≤ 0` and go to [`exp_nonpos_f32s`].
 #[inline(always)]
 pub fn exp_shift_sum<S: Simd>(simd: S, x: &mut [f32], shift: f32) -> f32 {
     let sh = simd.splat_f32s(shift);
@@ -548,16 +566,16 @@ pub fn exp_shift_sum<S: Simd>(simd: S, x: &mut [f32], shift: f32) -> f32 {
     let mut s = [simd.splat_f32s(0.0); 4];
     for q in quads {
         for (acc, v) in s.iter_mut().zip(q.iter_mut()) {
-            *v = exp_f32s(simd, simd.sub_f32s(*v, sh));
+            *v = exp_nonpos_f32s(simd, simd.sub_f32s(*v, sh));
             *acc = simd.add_f32s(*acc, *v);
         }
     }
     for v in rest {
-        *v = exp_f32s(simd, simd.sub_f32s(*v, sh));
+        *v = exp_nonpos_f32s(simd, simd.sub_f32s(*v, sh));
         s[0] = simd.add_f32s(s[0], *v);
     }
     if !tail.is_empty() {
-        let e = exp_f32s(simd, simd.sub_f32s(simd.partial_load_f32s(tail), sh));
+        let e = exp_nonpos_f32s(simd, simd.sub_f32s(simd.partial_load_f32s(tail), sh));
         simd.partial_store_f32s(tail, e);
         let e = simd.select_f32s(tail_mask(simd, tail.len()), e, simd.splat_f32s(0.0));
         s[1] = simd.add_f32s(s[1], e);
@@ -829,7 +847,7 @@ mod tests {
         for isa in crate::fast::test_isas() {
             let arch = isa.arch().unwrap();
             let sz = sizes(isa);
-            for &rows in sz.iter().chain(&[MR + 1, 4 * MR + 2]) {
+            for &rows in sz.iter().chain(&[MR + 1, 2 * MR + 4, 4 * MR + 2]) {
                 for &k in &sz {
                     for &n in &sz {
                         // `a` has more columns than either product reads. The gather takes

@@ -36,7 +36,7 @@ use super::kernels::{
     packed_b_len, residual_row, softmax_backward_row, softmax_row,
 };
 use super::mat::RowMat;
-use super::{Ctx, QP, Workspace};
+use super::{Ctx, Workspace, panel_rows};
 use crate::data::Sample;
 use faer::Accum;
 use pulp::{Simd, WithSimd};
@@ -137,7 +137,7 @@ fn sample<S: Simd>(
     let mut loss = 0.0f64;
     let mut r0 = 0;
     while r0 < m {
-        let nr = (m - r0).min(QP);
+        let nr = panel_rows(m - r0);
         let rows = &masked[r0..r0 + nr];
         // Content scores U X_Vᵀ (compact, in `ds`), added at the visible keys of the rows of Π.
         let mut cs = ws.ds.view_mut().into_cols(0, nv);

@@ -100,6 +100,21 @@ pub const MAE_CHUNK: usize = 16;
 /// Query rows per fused pass (a multiple of the micro-tile height [`kernels::MR`]).
 pub const QP: usize = 4 * kernels::MR;
 
+/// Rows of the next query panel when `left` rows remain: [`QP`], and for the last panel the
+/// rest, except that a rest ending in one or two rows past whole micro-tiles is split so that it
+/// ends on two short tiles ([`kernels::MR_SHORT`] rows: 8 = 4 + 4 rather than 6 + 2, 14 =
+/// 6 + 4 + 4), which computes two padding rows where a full last tile computes four.
+pub fn panel_rows(left: usize) -> usize {
+    use kernels::{MR, MR_SHORT};
+    if left > QP {
+        QP
+    } else if left > MR && !left.is_multiple_of(MR) && left % MR <= MR - MR_SHORT {
+        left - MR_SHORT
+    } else {
+        left
+    }
+}
+
 /// Which code computes the large products (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulBackend {
