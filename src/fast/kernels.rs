@@ -68,8 +68,17 @@ pub fn pack_b<S: Simd>(b: View<'_>, dst: &mut [f32]) {
         let w = nb.min(n - j0);
         if b.col_stride() == 1 {
             for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {
-                out[..w].copy_from_slice(&b.row(kk)[j0..j0 + w]);
-                out[w..].fill(0.0);
+                let row = &b.row(kk)[j0..j0 + w];
+                if w == nb {
+                    // Two vector moves, not a `memcpy` call.
+                    let (o, _) = S::as_mut_simd_f32s(out);
+                    let (v, _) = S::as_simd_f32s(row);
+                    o[0] = v[0];
+                    o[1] = v[1];
+                } else {
+                    out[..w].copy_from_slice(row);
+                    out[w..].fill(0.0);
+                }
             }
         } else if b.row_stride() == 1 {
             // Column-major source (a transposed row-major matrix): column j0 + c is a contiguous
@@ -168,7 +177,8 @@ pub fn pack_a_cols(a: View<'_>, rows: usize, cols: &[usize], dst: &mut [f32]) {
     {
         let valid = MR.min(rows - t * MR);
         if valid == MR {
-            let src: [&[f32]; MR] = core::array::from_fn(|r| a.row(t * MR + r));
+            let row = |r: usize| a.row(t * MR + r);
+            let src: [&[f32]; MR] = [row(0), row(1), row(2), row(3), row(4), row(5)];
             for (out, &c) in panel.chunks_exact_mut(MR).zip(cols) {
                 for (o, row) in out.iter_mut().zip(&src) {
                     *o = row[c];
@@ -388,7 +398,8 @@ pub fn gemm_rows<'a, S: Simd>(
         let mut r0 = 0;
         while r0 < rows {
             // Rows past the end repeat the last one; they are computed, never stored.
-            let src: [&[f32]; MR] = core::array::from_fn(|r| &a_row((r0 + r).min(rows - 1))[..k]);
+            let row = |r: usize| &a_row((r0 + r).min(rows - 1))[..k];
+            let src: [&[f32]; MR] = [row(0), row(1), row(2), row(3), row(4), row(5)];
             let valid = MR.min(rows - r0);
             let acc = if valid <= MR_SHORT {
                 kernel_rows::<S, MR_SHORT>(simd, src, b)
