@@ -10,7 +10,9 @@
 //! `MR × 2` tile of vector accumulators (6 × 16 floats on AVX2: 12 accumulators, 2 loads and a
 //! broadcast in 15 of the 16 registers). Column blocks are the outer loop and the micro-panels
 //! of a row panel the inner one, so each `k × nb` block of `B` is read from memory once per panel
-//! and then from L1. The ragged last rows and columns are stored with `partial_store`.
+//! and then from L1. The ragged last rows and columns are stored with `partial_store`; a last
+//! micro-panel with at most [`MR_SHORT`] valid rows runs a 4-row tile (8 accumulators, still
+//! enough to cover the FMA latency), which costs about 2/3 of a full one.
 //!
 //! In the fused passes the key-side operands (`Hᵀ`, `X̃`, `X̃ᵀ`) are packed once per sample
 //! and reused by every query panel. The query-side left factors are not packed: [`gemm_rows`]

@@ -33,7 +33,8 @@
 //!
 //! **Instruction sets.** The engine runs on one [`Isa`], dispatched once per chunk through its
 //! `pulp::Arch`: every kernel is a generic `<S: Simd>` body inside a named `WithSimd` struct,
-//! and the exponential is [`exp::exp_f32s`]. The fused passes always use our packed
+//! and the softmax's exponential is [`exp::exp_nonpos_f32s`] (the vector `exp` of [`exp`]
+//! specialised to the non-positive arguments of a max-subtracted softmax). The fused passes always use our packed
 //! micro-kernel ([`kernels::gemm_packed`]); the other products (MAE: `R`, `Π`, `D E`,
 //! `Eᵀ (C + D E)`; CL: `U = H Q`, `W`, `Σ W H`) come from one of two [`MatmulBackend`]s:
 //! - [`MatmulBackend::Faer`]: faer's `matmul` with `Par::Seq`;
