@@ -200,11 +200,17 @@ pub fn pack_a_cols(a: View<'_>, rows: usize, cols: &[usize], dst: &mut [f32]) {
 /// it costs 4/6 of a full tile where a full tile would compute padding rows.
 pub const MR_SHORT: usize = 4;
 
-/// The `R × 2` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of the first `R` rows of one packed
-/// micro-panel (`MR` rows interleaved) and one packed column block; rows `R..MR` of the result
-/// are zero.
+/// The `R × NV` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of the first `R` rows of one packed
+/// micro-panel (`MR` rows interleaved) and the first `NV` (1 or 2) vectors of one packed column
+/// block; rows `R..MR` and, for `NV = 1`, the second vector of the result are zero. A column
+/// block with at most `lanes` valid columns runs `NV = 1` and skips the FMAs of its padding
+/// vector (a ragged last block: d = 322 is 10 full blocks and 2 columns on AVX-512).
 #[inline(always)]
-fn kernel<S: Simd, const R: usize>(simd: S, a: &[f32], b: &[f32]) -> [[S::f32s; 2]; MR] {
+fn kernel<S: Simd, const R: usize, const NV: usize>(
+    simd: S,
+    a: &[f32],
+    b: &[f32],
+) -> [[S::f32s; 2]; MR] {
     let (ap, _) = pulp::as_arrays::<MR, _>(a);
     let (bv, _) = S::as_simd_f32s(b);
     let (bp, _) = pulp::as_arrays::<2, _>(bv);
@@ -212,11 +218,24 @@ fn kernel<S: Simd, const R: usize>(simd: S, a: &[f32], b: &[f32]) -> [[S::f32s; 
     for (ak, bk) in ap.iter().zip(bp) {
         for r in 0..R {
             let x = simd.splat_f32s(ak[r]);
-            acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
-            acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
+            for v in 0..NV {
+                acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
+            }
         }
     }
     acc
+}
+
+/// The micro-kernel for a tile with `rows` valid rows and `w` valid columns: the short tile for
+/// at most [`MR_SHORT`] rows, one vector for at most `lanes` columns.
+#[inline(always)]
+fn kernel_for<S: Simd>(simd: S, rows: usize, w: usize, a: &[f32], b: &[f32]) -> [[S::f32s; 2]; MR] {
+    match (rows <= MR_SHORT, w <= S::F32_LANES) {
+        (true, true) => kernel::<S, MR_SHORT, 1>(simd, a, b),
+        (true, false) => kernel::<S, MR_SHORT, 2>(simd, a, b),
+        (false, true) => kernel::<S, MR, 1>(simd, a, b),
+        (false, false) => kernel::<S, MR, 2>(simd, a, b),
+    }
 }
 
 /// Writes (or adds) the first `rows × w` entries of a tile at columns `j0..` of the rows
@@ -350,11 +369,7 @@ fn gemm_tiles<S: Simd>(
         let w = nb.min(n - jb * nb);
         for (t, a) in apack.chunks_exact(k * MR).enumerate() {
             let valid = MR.min(rows - t * MR);
-            let acc = if valid <= MR_SHORT {
-                kernel::<S, MR_SHORT>(simd, a, b)
-            } else {
-                kernel::<S, MR>(simd, a, b)
-            };
+            let acc = kernel_for(simd, valid, w, a, b);
             store_tile(
                 simd,
                 acc,
@@ -403,10 +418,11 @@ pub fn gemm_rows<'a, S: Simd>(
             let row = |r: usize| &a_row((r0 + r).min(rows - 1))[..k];
             let src: [&[f32]; MR] = [row(0), row(1), row(2), row(3), row(4), row(5)];
             let valid = MR.min(rows - r0);
-            let acc = if valid <= MR_SHORT {
-                kernel_rows::<S, MR_SHORT>(simd, src, b)
-            } else {
-                kernel_rows::<S, MR>(simd, src, b)
+            let acc = match (valid <= MR_SHORT, w <= S::F32_LANES) {
+                (true, true) => kernel_rows::<S, MR_SHORT, 1>(simd, src, b),
+                (true, false) => kernel_rows::<S, MR_SHORT, 2>(simd, src, b),
+                (false, true) => kernel_rows::<S, MR, 1>(simd, src, b),
+                (false, false) => kernel_rows::<S, MR, 2>(simd, src, b),
             };
             store_tile(simd, acc, c, |r| r0 + r, valid, jb * nb, w, accum);
             r0 += MR;
@@ -416,7 +432,11 @@ pub fn gemm_rows<'a, S: Simd>(
 
 /// [`kernel`] with the first `R` of the `MR` rows of `A` read in place (each exactly `k` long).
 #[inline(always)]
-fn kernel_rows<S: Simd, const R: usize>(simd: S, a: [&[f32]; MR], b: &[f32]) -> [[S::f32s; 2]; MR] {
+fn kernel_rows<S: Simd, const R: usize, const NV: usize>(
+    simd: S,
+    a: [&[f32]; MR],
+    b: &[f32],
+) -> [[S::f32s; 2]; MR] {
     let (bv, _) = S::as_simd_f32s(b);
     let (bp, _) = pulp::as_arrays::<2, _>(bv);
     let [a0, a1, a2, a3, a4, a5] = a;
@@ -427,8 +447,9 @@ fn kernel_rows<S: Simd, const R: usize>(simd: S, a: [&[f32]; MR], b: &[f32]) -> 
         {
             for (r, &x) in [*x0, *x1, *x2, *x3, *x4, *x5].iter().enumerate() {
                 let x = simd.splat_f32s(x);
-                acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
-                acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
+                for v in 0..NV {
+                    acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
+                }
             }
         }
     } else {
@@ -436,8 +457,9 @@ fn kernel_rows<S: Simd, const R: usize>(simd: S, a: [&[f32]; MR], b: &[f32]) -> 
         for ((((x0, x1), x2), x3), bk) in a0.iter().zip(a1).zip(a2).zip(a3).zip(bp) {
             for (r, &x) in [*x0, *x1, *x2, *x3].iter().enumerate() {
                 let x = simd.splat_f32s(x);
-                acc[r][0] = simd.mul_add_e_f32s(x, bk[0], acc[r][0]);
-                acc[r][1] = simd.mul_add_e_f32s(x, bk[1], acc[r][1]);
+                for v in 0..NV {
+                    acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
+                }
             }
         }
     }
@@ -744,6 +766,7 @@ mod tests {
         let mut v = vec![
             1,
             l.saturating_sub(1).max(1),
+            l,
             l + 1,
             2 * l + 1,
             3,
