@@ -1,13 +1,15 @@
 //! Speedup bench: the ratios of the fast-engine targets, measured as paired ratios.
 //!
 //! The MAE step variants of `step.rs` (fast on the best ISA at 1 thread and at every core,
-//! fast with `--isa scalar`, the reference engine; P = 256, n = 256, the same seeded model and
-//! batch) are timed in interleaved rounds: every round times each variant once, starting from a
+//! fast on every narrower SIMD level and with `--isa scalar`, the reference engine; P = 256,
+//! n = 256, the same seeded model and batch) are timed in interleaved rounds: every round times each variant once, starting from a
 //! different variant each round, and each ratio is formed from the two times of the same round.
 //! On a shared machine whose speed drifts by 10–30% over seconds, separate criterion runs of the
 //! two sides of a ratio can land in different phases of that drift; two times taken within the
 //! same couple of seconds share it, so their ratio keeps the comparison. The row reports the
-//! median ratio over the rounds, its range, and the median times.
+//! median ratio over the rounds, its range, and the median times. Ratios: `simd_vs_scalar`,
+//! `threads`, `fast_vs_reference` (the targets), and per narrower level, e.g. on an AVX-512
+//! machine, `v4_vs_v3` (the AVX-512 step against the AVX2 step) and `fast_v3_vs_reference`.
 //!
 //! A round times `reps` consecutive steps of a variant (enough for about 0.3 s, fixed from an
 //! untimed warm-up step) and takes their mean. `cargo bench -- --test` runs one round at P = 16
@@ -119,20 +121,33 @@ fn main() {
             .position(|v| v.kind == kind && isa.is_none_or(|i| i == v.isa) && v.threads == threads)
     };
     let fast_all = find(EngineKind::Fast, Some(best), all);
-    let pairs = [
+    let reference = find(EngineKind::Reference, None, all);
+    // (ratio, slower, faster): the three targets, then for each narrower SIMD level its step
+    // against the best level's and the reference against it.
+    let mut pairs = vec![
         (
-            "simd_vs_scalar",
+            "simd_vs_scalar".to_string(),
             find(EngineKind::Fast, Some(Isa::Scalar), all),
+            fast_all,
         ),
-        ("threads", find(EngineKind::Fast, Some(best), 1)),
-        ("fast_vs_reference", find(EngineKind::Reference, None, all)),
+        (
+            "threads".into(),
+            find(EngineKind::Fast, Some(best), 1),
+            fast_all,
+        ),
+        ("fast_vs_reference".into(), reference, fast_all),
     ];
+    for isa in common::narrower_simd() {
+        let narrow = find(EngineKind::Fast, Some(isa), all);
+        pairs.push((format!("{best}_vs_{isa}"), narrow, fast_all));
+        pairs.push((format!("fast_{isa}_vs_reference"), reference, narrow));
+    }
     let prov = Provenance::collect("", 0);
     let mut rows = Vec::new();
-    for (ratio, slower) in pairs {
+    for (ratio, slower, faster) in pairs {
         // A ratio of a variant with itself (a one-core machine, a machine without SIMD) is
         // not a measurement; skip it.
-        let (Some(s), Some(f)) = (slower, fast_all) else {
+        let (Some(s), Some(f)) = (slower, faster) else {
             continue;
         };
         if s == f {
@@ -143,7 +158,7 @@ fn main() {
         let row = SpeedupRow {
             id: format!("step_mae/{ratio}/{p}"),
             group: "step_mae".into(),
-            ratio: ratio.into(),
+            ratio,
             slower: s.name.clone(),
             faster: f.name.clone(),
             p,

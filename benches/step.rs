@@ -2,7 +2,8 @@
 //! `Engine` interface, as the training loop calls it.
 //!
 //! Groups `step_mae` and `step_cl`, criterion ids `group/variant/P` with variants
-//! `fast-<best isa>-t1`, `fast-<best isa>-t<all>`, and for MAE also `fast-scalar-t<all>` and
+//! `fast-<best isa>-t1`, `fast-<best isa>-t<all>`, and for MAE also `fast-<isa>-t<all>` for every
+//! narrower SIMD level (`fast-v3-t2` on an AVX-512 machine), `fast-scalar-t<all>` and
 //! `reference-t<all>` (the SIMD-vs-scalar and fast-vs-reference ratios). Throughput is the FLOPs
 //! the variant executes for the batch: the SPEC §12 count for the reference and for CL; for the
 //! fast MAE step `n·8m(P − m)d + 4Pd² + 4P²d` (it forms the position-only terms once per step and

@@ -67,17 +67,31 @@ pub fn finish(file: &str, metas: &[vitssl::bench::BenchMeta], since: std::time::
 
 /// The variants of a full step: the fast engine on the best ISA at 1 thread and at every core,
 /// and for MAE also `--isa scalar` and the reference engine at every core (the SIMD-vs-scalar
-/// and fast-vs-reference ratios of the fast-engine targets).
+/// and fast-vs-reference ratios of the fast-engine targets), and every narrower SIMD level of
+/// this machine at every core (on an AVX-512 machine `fast-v3-t<all>`: the AVX2 kernels on the
+/// same cores).
 pub fn step_variants(objective: Objective) -> Vec<(EngineKind, Isa, usize)> {
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
     let best = Isa::best();
     let mut variants = vec![(EngineKind::Fast, best, 1), (EngineKind::Fast, best, all)];
     if objective == Objective::Mae {
+        for isa in narrower_simd() {
+            variants.push((EngineKind::Fast, isa, all));
+        }
         variants.push((EngineKind::Fast, Isa::Scalar, all));
         variants.push((EngineKind::Reference, Isa::Scalar, all));
     }
     variants.dedup();
     variants
+}
+
+/// The SIMD levels of this machine below the best one, scalar excluded (best first).
+pub fn narrower_simd() -> Vec<Isa> {
+    Isa::available()
+        .into_iter()
+        .skip(1)
+        .filter(|&i| i != Isa::Scalar)
+        .collect()
 }
 
 /// A step variant's name in the result files: `fast-<isa>-t<threads>` or `reference-t<threads>`.
