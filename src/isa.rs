@@ -1,8 +1,8 @@
 //! Instruction-set levels and their detection: the one place that picks a `pulp::Arch`.
 //!
-//! `auto` takes the best level this CPU has (x86: `v4` when built with the `avx512` feature, then
-//! `v3`; aarch64: `neon`), falling back to `scalar`. Any level can be forced for comparisons; a
-//! level the CPU lacks is an [`Error::Isa`].
+//! `auto` takes the best level this CPU has (x86: `v4` when built with the `avx512` feature, which
+//! is on by default, then `v3`; aarch64: `neon`), falling back to `scalar`. Any level can be
+//! forced for comparisons; a level the CPU lacks is an [`Error::Isa`].
 
 use crate::error::{Error, Result};
 use std::fmt;
@@ -14,7 +14,7 @@ pub enum Isa {
     Scalar,
     /// x86-64-v3: AVX2 + FMA, 8 f32 lanes.
     V3,
-    /// x86-64-v4: AVX-512, 16 f32 lanes (needs the `avx512` cargo feature).
+    /// x86-64-v4: AVX-512, 16 f32 lanes (needs the `avx512` cargo feature, a default feature).
     V4,
     /// aarch64 NEON, 4 f32 lanes.
     Neon,
@@ -103,7 +103,10 @@ impl Isa {
         if !isa.is_available() {
             let why = if isa == Isa::V4 && cfg!(target_arch = "x86_64") && !cfg!(feature = "avx512")
             {
-                format!("{} (v4 also needs a build with --features avx512)", list())
+                format!(
+                    "{} (v4 also needs the avx512 feature, which this build leaves out)",
+                    list()
+                )
             } else {
                 list()
             };

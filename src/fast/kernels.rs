@@ -12,7 +12,9 @@
 //! of a row panel the inner one, so each `k × nb` block of `B` is read from memory once per panel
 //! and then from L1. The ragged last rows and columns are stored with `partial_store`; a last
 //! micro-panel with at most [`MR_SHORT`] valid rows runs a 4-row tile (8 accumulators, still
-//! enough to cover the FMA latency), which costs about 2/3 of a full one.
+//! enough to cover the FMA latency), which costs about 2/3 of a full one, and a last column
+//! block with at most one vector of valid columns runs a one-vector tile (d = 322 on AVX-512 is
+//! 10 full blocks and 2 columns: the last block costs half of a full one instead of a full one).
 //!
 //! In the fused passes the key-side operands (`Hᵀ`, `X̃`, `X̃ᵀ`) are packed once per sample
 //! and reused by every query panel. The query-side left factors are not packed: [`gemm_rows`]
