@@ -51,7 +51,7 @@
 //!
 //! After every faer product the engine runs `vzeroupper` ([`clear_upper`]): faer's assembly
 //! micro-kernels return with the upper halves of the YMM registers dirty, which made every later
-//! legacy-SSE instruction (libm's `exp` in particular) ~45× slower on this machine.
+//! legacy-SSE instruction (libm's `exp` in particular) ~45× slower on the README's AMD machine.
 //!
 //! **Parallelism and determinism.** Samples are processed in fixed chunks ([`MAE_CHUNK`] for
 //! MAE, [`crate::objectives::SAMPLE_CHUNK`] for CL) on rayon's pool; each chunk writes its own
@@ -342,8 +342,8 @@ fn product<S: Simd>(
 /// faer's f32/f64 micro-kernels are hand-written assembly that returns with the upper halves of
 /// the YMM registers dirty, and the compiler, which does not see inside them, inserts no
 /// `vzeroupper`. Every legacy-SSE instruction that runs afterwards (libm's `exp`, any code built
-/// for the baseline x86-64 target) then pays a state-transition penalty; on this machine libm's
-/// `exp` became ~20× slower. A no-op where AVX is unavailable.
+/// for the baseline x86-64 target) then pays a state-transition penalty; on the README's AMD
+/// machine libm's `exp` became ~20× slower. A no-op where AVX is unavailable.
 pub fn clear_upper() {
     #[cfg(target_arch = "x86_64")]
     if let Some(v3) = pulp::x86::V3::try_new() {
