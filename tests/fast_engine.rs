@@ -229,7 +229,7 @@ fn bit_identical_at_one_and_two_threads() {
         let case = &cases(objective)[3];
         let run = Run::new(case.cfg.clone()).unwrap();
         let q = run.initial_q();
-        // Three chunks on either objective, the last one ragged: the fold order matters.
+        // At least three chunks on either objective, the last one ragged: the fold order matters.
         let samples = batch(&run, 2 * MAE_CHUNK.max(SAMPLE_CHUNK) + 5);
         let d = run.dm.d();
         for isa in isas() {
