@@ -86,11 +86,12 @@ pub fn pack_b<S: Simd>(b: View<'_>, dst: &mut [f32]) {
             }
         } else if b.row_stride() == 1 {
             // Column-major source (a transposed row-major matrix): column j0 + c is a contiguous
-            // run of k floats. Eight columns per sweep, so each packed row is written in
-            // eight-float pieces rather than float by float.
+            // run of k floats. Past the tiles of `transpose`, eight columns per sweep, so each
+            // packed row is written in eight-float pieces rather than float by float.
             let (data, cs) = (b.data(), b.col_stride());
             let col = |c: usize| &data[(j0 + c) * cs..(j0 + c) * cs + k];
-            let mut c = 0;
+            // Whole lane × lane tiles transposed in registers on x86, the rest here.
+            let mut c = super::transpose::pack_cols::<S>(&data[j0 * cs..], cs, k, w, nb, blk);
             while c + 8 <= w {
                 let src: [&[f32]; 8] = core::array::from_fn(|i| col(c + i));
                 for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {

@@ -77,6 +77,7 @@ pub mod mat;
 
 mod cl;
 mod mae;
+mod transpose;
 
 use crate::config::Objective;
 use crate::data::{DataModel, Mask, Sample};
