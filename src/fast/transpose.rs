@@ -37,60 +37,40 @@ pub fn pack_cols<S: Simd>(
     if S::F32_LANES == 16
         && let Some(v4) = pulp::x86::V4::try_new()
     {
-        return v4.vectorize(Tiles16 {
-            v4,
-            src,
-            cs,
-            k,
-            w,
-            nb,
-            blk,
-        });
+        return v4.vectorize(Tiles::new(v4, src, cs, k, w, nb, blk));
     }
     #[cfg(target_arch = "x86_64")]
     if S::F32_LANES == 8
         && let Some(v3) = pulp::x86::V3::try_new()
     {
-        return v3.vectorize(Tiles8 {
-            v3,
-            src,
-            cs,
-            k,
-            w,
-            nb,
-            blk,
-        });
+        return v3.vectorize(Tiles::new(v3, src, cs, k, w, nb, blk));
     }
     let _ = (src, cs, k, w, nb, blk);
     0
 }
 
-/// Copies the `k − k0` elements past the last whole tile of each of the `t` columns `c0 ..`.
+/// An ISA token that transposes `T × T` tiles in registers.
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn tail_rows(
-    src: &[f32],
-    cs: usize,
-    k: usize,
-    k0: usize,
-    c0: usize,
-    t: usize,
-    nb: usize,
-    blk: &mut [f32],
-) {
-    for c in c0..c0 + t {
-        let col = &src[c * cs..c * cs + k];
-        for kk in k0..k {
-            blk[kk * nb + c] = col[kk];
-        }
-    }
+trait Transposer: Copy {
+    /// The tile side (the f32 lanes).
+    const T: usize;
+
+    /// Transposes the tile whose row `i` is `src[row(i) .. row(i) + T]` into
+    /// `blk[out(j) .. out(j) + T]` for column `j`.
+    fn tile(
+        self,
+        src: &[f32],
+        row: impl Fn(usize) -> usize,
+        blk: &mut [f32],
+        out: impl Fn(usize) -> usize,
+    );
 }
 
-/// The AVX-512 tiles (16 × 16).
-#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-struct Tiles16<'a> {
-    v4: pulp::x86::V4,
+/// The tile loops over one column block, run with the token's target features
+/// (`X::vectorize`).
+#[cfg(target_arch = "x86_64")]
+struct Tiles<'a, X> {
+    x: X,
     src: &'a [f32],
     cs: usize,
     k: usize,
@@ -99,141 +79,160 @@ struct Tiles16<'a> {
     blk: &'a mut [f32],
 }
 
-#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
-impl pulp::NullaryFnOnce for Tiles16<'_> {
+#[cfg(target_arch = "x86_64")]
+impl<'a, X: Transposer> Tiles<'a, X> {
+    #[inline(always)]
+    fn new(
+        x: X,
+        src: &'a [f32],
+        cs: usize,
+        k: usize,
+        w: usize,
+        nb: usize,
+        blk: &'a mut [f32],
+    ) -> Self {
+        Self {
+            x,
+            src,
+            cs,
+            k,
+            w,
+            nb,
+            blk,
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<X: Transposer> pulp::NullaryFnOnce for Tiles<'_, X> {
     type Output = usize;
 
     #[inline(always)]
     fn call(self) -> usize {
+        let Self {
+            x,
+            src,
+            cs,
+            k,
+            w,
+            nb,
+            blk,
+        } = self;
+        let t = X::T;
+        let (tiles_c, tiles_k) = (w / t * t, k / t * t);
+        for c0 in (0..tiles_c).step_by(t) {
+            for k0 in (0..tiles_k).step_by(t) {
+                x.tile(src, |i| (c0 + i) * cs + k0, blk, |j| (k0 + j) * nb + c0);
+            }
+            // The rows past the last whole tile, element by element.
+            for c in c0..c0 + t {
+                let col = &src[c * cs..c * cs + k];
+                for kk in tiles_k..k {
+                    blk[kk * nb + c] = col[kk];
+                }
+            }
+        }
+        tiles_c
+    }
+}
+
+/// AVX-512: 16 × 16 tiles.
+#[cfg(all(target_arch = "x86_64", feature = "avx512"))]
+impl Transposer for pulp::x86::V4 {
+    const T: usize = 16;
+
+    #[inline(always)]
+    fn tile(
+        self,
+        src: &[f32],
+        row: impl Fn(usize) -> usize,
+        blk: &mut [f32],
+        out: impl Fn(usize) -> usize,
+    ) {
         use core::arch::x86_64::__m512;
-        let Self {
-            v4,
-            src,
-            cs,
-            k,
-            w,
-            nb,
-            blk,
-        } = self;
-        let f = v4.avx512f;
-        let (tiles_c, tiles_k) = (w / 16 * 16, k / 16 * 16);
-        for c0 in (0..tiles_c).step_by(16) {
-            for k0 in (0..tiles_k).step_by(16) {
-                let mut r: [__m512; 16] = core::array::from_fn(|i| {
-                    let at = (c0 + i) * cs + k0;
-                    let v: [f32; 16] = src[at..at + 16].try_into().expect("16 floats");
-                    bytemuck::cast(v)
-                });
-                // Pairs of rows interleaved by 32-bit lanes, then by 64-bit lanes: every
-                // 128-bit lane of r[4g + j] then holds column 4·lane + j of rows 4g .. 4g + 4.
-                let mut t = r;
-                for i in 0..8 {
-                    t[2 * i] = f._mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-                    t[2 * i + 1] = f._mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-                }
-                for g in 0..4 {
-                    let pd = |x: __m512| f._mm512_castps_pd(x);
-                    let (a, b, c, d) = (
-                        pd(t[4 * g]),
-                        pd(t[4 * g + 1]),
-                        pd(t[4 * g + 2]),
-                        pd(t[4 * g + 3]),
-                    );
-                    r[4 * g] = f._mm512_castpd_ps(f._mm512_unpacklo_pd(a, c));
-                    r[4 * g + 1] = f._mm512_castpd_ps(f._mm512_unpackhi_pd(a, c));
-                    r[4 * g + 2] = f._mm512_castpd_ps(f._mm512_unpacklo_pd(b, d));
-                    r[4 * g + 3] = f._mm512_castpd_ps(f._mm512_unpackhi_pd(b, d));
-                }
-                // Then whole 128-bit lanes: two rounds of shuffles across the groups.
-                for h in 0..2 {
-                    for i in 0..4 {
-                        let (a, b) = (r[8 * h + i], r[8 * h + 4 + i]);
-                        t[8 * h + i] = f._mm512_shuffle_f32x4::<0x88>(a, b);
-                        t[8 * h + 4 + i] = f._mm512_shuffle_f32x4::<0xdd>(a, b);
-                    }
-                }
-                for i in 0..8 {
-                    r[i] = f._mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
-                    r[8 + i] = f._mm512_shuffle_f32x4::<0xdd>(t[i], t[8 + i]);
-                }
-                for (j, v) in r.iter().enumerate() {
-                    let at = (k0 + j) * nb + c0;
-                    let v: [f32; 16] = bytemuck::cast(*v);
-                    blk[at..at + 16].copy_from_slice(&v);
-                }
-            }
-            tail_rows(src, cs, k, tiles_k, c0, 16, nb, blk);
+        let f = self.avx512f;
+        let mut r: [__m512; 16] = core::array::from_fn(|i| {
+            let v: [f32; 16] = src[row(i)..row(i) + 16].try_into().expect("16 floats");
+            bytemuck::cast(v)
+        });
+        // Pairs of rows interleaved by 32-bit lanes, then by 64-bit lanes: every 128-bit lane
+        // of r[4g + j] then holds column 4·lane + j of rows 4g .. 4g + 4.
+        let mut t = r;
+        for i in 0..8 {
+            t[2 * i] = f._mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = f._mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
         }
-        tiles_c
+        let pd = |x: __m512| f._mm512_castps_pd(x);
+        for g in 0..4 {
+            let (a, b) = (pd(t[4 * g]), pd(t[4 * g + 1]));
+            let (c, d) = (pd(t[4 * g + 2]), pd(t[4 * g + 3]));
+            r[4 * g] = f._mm512_castpd_ps(f._mm512_unpacklo_pd(a, c));
+            r[4 * g + 1] = f._mm512_castpd_ps(f._mm512_unpackhi_pd(a, c));
+            r[4 * g + 2] = f._mm512_castpd_ps(f._mm512_unpacklo_pd(b, d));
+            r[4 * g + 3] = f._mm512_castpd_ps(f._mm512_unpackhi_pd(b, d));
+        }
+        // Then whole 128-bit lanes: two rounds of shuffles across the groups.
+        for h in 0..2 {
+            for i in 0..4 {
+                let (a, b) = (r[8 * h + i], r[8 * h + 4 + i]);
+                t[8 * h + i] = f._mm512_shuffle_f32x4::<0x88>(a, b);
+                t[8 * h + 4 + i] = f._mm512_shuffle_f32x4::<0xdd>(a, b);
+            }
+        }
+        for i in 0..8 {
+            r[i] = f._mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
+            r[8 + i] = f._mm512_shuffle_f32x4::<0xdd>(t[i], t[8 + i]);
+        }
+        for (j, v) in r.iter().enumerate() {
+            let v: [f32; 16] = bytemuck::cast(*v);
+            blk[out(j)..out(j) + 16].copy_from_slice(&v);
+        }
     }
 }
 
-/// The AVX2 tiles (8 × 8).
+/// AVX2: 8 × 8 tiles.
 #[cfg(target_arch = "x86_64")]
-struct Tiles8<'a> {
-    v3: pulp::x86::V3,
-    src: &'a [f32],
-    cs: usize,
-    k: usize,
-    w: usize,
-    nb: usize,
-    blk: &'a mut [f32],
-}
-
-#[cfg(target_arch = "x86_64")]
-impl pulp::NullaryFnOnce for Tiles8<'_> {
-    type Output = usize;
+impl Transposer for pulp::x86::V3 {
+    const T: usize = 8;
 
     #[inline(always)]
-    fn call(self) -> usize {
+    fn tile(
+        self,
+        src: &[f32],
+        row: impl Fn(usize) -> usize,
+        blk: &mut [f32],
+        out: impl Fn(usize) -> usize,
+    ) {
         use core::arch::x86_64::__m256;
-        let Self {
-            v3,
-            src,
-            cs,
-            k,
-            w,
-            nb,
-            blk,
-        } = self;
-        let f = v3.avx;
-        let (tiles_c, tiles_k) = (w / 8 * 8, k / 8 * 8);
-        for c0 in (0..tiles_c).step_by(8) {
-            for k0 in (0..tiles_k).step_by(8) {
-                let r: [__m256; 8] = core::array::from_fn(|i| {
-                    let at = (c0 + i) * cs + k0;
-                    let v: [f32; 8] = src[at..at + 8].try_into().expect("8 floats");
-                    bytemuck::cast(v)
-                });
-                let mut t = r;
-                for i in 0..4 {
-                    t[2 * i] = f._mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-                    t[2 * i + 1] = f._mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-                }
-                let mut u = t;
-                for g in 0..2 {
-                    let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
-                    u[4 * g] = f._mm256_shuffle_ps::<0x44>(a, c);
-                    u[4 * g + 1] = f._mm256_shuffle_ps::<0xee>(a, c);
-                    u[4 * g + 2] = f._mm256_shuffle_ps::<0x44>(b, d);
-                    u[4 * g + 3] = f._mm256_shuffle_ps::<0xee>(b, d);
-                }
-                for i in 0..4 {
-                    let (lo, hi) = (u[i], u[4 + i]);
-                    let rows = [
-                        (i, f._mm256_permute2f128_ps::<0x20>(lo, hi)),
-                        (4 + i, f._mm256_permute2f128_ps::<0x31>(lo, hi)),
-                    ];
-                    for (j, v) in rows {
-                        let at = (k0 + j) * nb + c0;
-                        let v: [f32; 8] = bytemuck::cast(v);
-                        blk[at..at + 8].copy_from_slice(&v);
-                    }
-                }
-            }
-            tail_rows(src, cs, k, tiles_k, c0, 8, nb, blk);
+        let f = self.avx;
+        let r: [__m256; 8] = core::array::from_fn(|i| {
+            let v: [f32; 8] = src[row(i)..row(i) + 8].try_into().expect("8 floats");
+            bytemuck::cast(v)
+        });
+        let mut t = r;
+        for i in 0..4 {
+            t[2 * i] = f._mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = f._mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
         }
-        tiles_c
+        let mut u = t;
+        for g in 0..2 {
+            let (a, b, c, d) = (t[4 * g], t[4 * g + 1], t[4 * g + 2], t[4 * g + 3]);
+            u[4 * g] = f._mm256_shuffle_ps::<0x44>(a, c);
+            u[4 * g + 1] = f._mm256_shuffle_ps::<0xee>(a, c);
+            u[4 * g + 2] = f._mm256_shuffle_ps::<0x44>(b, d);
+            u[4 * g + 3] = f._mm256_shuffle_ps::<0xee>(b, d);
+        }
+        for i in 0..4 {
+            let (lo, hi) = (u[i], u[4 + i]);
+            let rows = [
+                (i, f._mm256_permute2f128_ps::<0x20>(lo, hi)),
+                (4 + i, f._mm256_permute2f128_ps::<0x31>(lo, hi)),
+            ];
+            for (j, v) in rows {
+                let v: [f32; 8] = bytemuck::cast(v);
+                blk[out(j)..out(j) + 8].copy_from_slice(&v);
+            }
+        }
     }
 }
 
