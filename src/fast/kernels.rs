@@ -4,17 +4,20 @@
 //!
 //! **Product.** `C (=|+=) A·B`. Both operands are first *packed*: `A` into micro-panels of
 //! [`MR`] rows stored k-major (`a[k·MR + r]`, rows past the end zero), `B` into column blocks of
-//! `nb = 2·lanes` columns stored k-major (`b[k·nb + c]`, columns past the end zero). The
-//! micro-kernel then walks two contiguous streams: per `k` it loads two vectors of `B`,
-//! broadcasts `MR` values of `A` and issues `2·MR` independent fused multiply-adds into an
-//! `MR × 2` tile of vector accumulators (6 × 16 floats on AVX2: 12 accumulators, 2 loads and a
-//! broadcast in 15 of the 16 registers). Column blocks are the outer loop and the micro-panels
+//! `nb` = [`nvec`] vectors stored k-major (`b[k·nb + c]`, columns past the end zero). The
+//! micro-kernel then walks two contiguous streams: per `k` it loads the block's vectors of `B`,
+//! broadcasts `MR` values of `A` and issues `MR · nvec` independent fused multiply-adds into an
+//! `MR × nvec` tile of vector accumulators. On AVX2 that is `6 × 2` vectors (6 × 16 floats: 12
+//! accumulators, 2 loads and a broadcast in 15 of the 16 registers); on AVX-512, whose 32
+//! registers hold twice that, `6 × 4` vectors (6 × 64 floats: 24 accumulators), which needs 10
+//! loads per 24 FMAs instead of 8 per 12 and measured 84–91% of the FMA peak at the MAE panel
+//! shapes where `6 × 2` measured 80–85%. Column blocks are the outer loop and the micro-panels
 //! of a row panel the inner one, so each `k × nb` block of `B` is read from memory once per panel
-//! and then from L1. The ragged last rows and columns are stored with `partial_store`; a last
-//! micro-panel with at most [`MR_SHORT`] valid rows runs a 4-row tile (8 accumulators, still
-//! enough to cover the FMA latency), which costs about 2/3 of a full one, and a last column
-//! block with at most one vector of valid columns runs a one-vector tile (d = 322 on AVX-512 is
-//! 10 full blocks and 2 columns: the last block costs half of a full one instead of a full one).
+//! and then from cache. The ragged last rows and columns are stored with `partial_store`; a last
+//! micro-panel with at most [`MR_SHORT`] valid rows runs a 4-row tile (still enough independent
+//! accumulators to cover the FMA latency), which costs about 2/3 of a full one, and a ragged last
+//! column block runs only the vectors that hold valid columns (d = 322 on AVX-512 is 5 full
+//! blocks and 2 columns: the last block runs one vector).
 //!
 //! In the fused passes the key-side operands (`Hᵀ`, `X̃`, `X̃ᵀ`) are packed once per sample
 //! and reused by every query panel. The query-side left factors are not packed: [`gemm_rows`]
@@ -36,13 +39,24 @@ use pulp::{Simd, WithSimd};
 /// Rows of the micro-tile.
 pub const MR: usize = 6;
 
-/// The widest column block of any ISA (`2 × 16` lanes), for sizing packed buffers.
-pub const NB_MAX: usize = 32;
+/// The most vectors per column block of any ISA.
+pub const NV_MAX: usize = 4;
 
-/// Columns of a packed `B` block on `S`: two vectors.
+/// The widest column block of any ISA (`4 × 16` lanes), for sizing packed buffers.
+pub const NB_MAX: usize = NV_MAX * 16;
+
+/// Vectors per packed column block on `S`: four with 16-lane vectors (AVX-512, whose 32
+/// registers hold a `6 × 4` tile of accumulators), two otherwise (a `6 × 2` tile in the 16
+/// registers of AVX2).
+#[inline(always)]
+pub fn nvec<S: Simd>() -> usize {
+    if S::F32_LANES == 16 { 4 } else { 2 }
+}
+
+/// Columns of a packed `B` block on `S`: [`nvec`] vectors.
 #[inline(always)]
 pub fn nb<S: Simd>() -> usize {
-    2 * S::F32_LANES
+    nvec::<S>() * S::F32_LANES
 }
 
 /// Floats needed to pack a `k × n` right factor on any ISA.
@@ -74,11 +88,10 @@ pub fn pack_b<S: Simd>(b: View<'_>, dst: &mut [f32]) {
             for (kk, out) in blk.chunks_exact_mut(nb).enumerate() {
                 let row = &b.row(kk)[j0..j0 + w];
                 if w == nb {
-                    // Two vector moves, not a `memcpy` call.
+                    // Vector moves, not a `memcpy` call.
                     let (o, _) = S::as_mut_simd_f32s(out);
                     let (v, _) = S::as_simd_f32s(row);
-                    o[0] = v[0];
-                    o[1] = v[1];
+                    o.copy_from_slice(v);
                 } else {
                     out[..w].copy_from_slice(row);
                     out[w..].fill(0.0);
@@ -203,41 +216,126 @@ pub fn pack_a_cols(a: View<'_>, rows: usize, cols: &[usize], dst: &mut [f32]) {
 /// it costs 4/6 of a full tile where a full tile would compute padding rows.
 pub const MR_SHORT: usize = 4;
 
-/// The `R × NV` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of the first `R` rows of one packed
-/// micro-panel (`MR` rows interleaved) and the first `NV` (1 or 2) vectors of one packed column
-/// block; rows `R..MR` and, for `NV = 1`, the second vector of the result are zero. A column
-/// block with at most `lanes` valid columns runs `NV = 1` and skips the FMAs of its padding
-/// vector (a ragged last block: d = 322 is 10 full blocks and 2 columns on AVX-512).
-#[inline(always)]
-fn kernel<S: Simd, const R: usize, const NV: usize>(
-    simd: S,
-    a: &[f32],
-    b: &[f32],
-) -> [[S::f32s; 2]; MR] {
-    let (ap, _) = pulp::as_arrays::<MR, _>(a);
-    let (bv, _) = S::as_simd_f32s(b);
-    let (bp, _) = pulp::as_arrays::<2, _>(bv);
-    let mut acc = [[simd.splat_f32s(0.0); 2]; MR];
-    for (ak, bk) in ap.iter().zip(bp) {
-        for r in 0..R {
-            let x = simd.splat_f32s(ak[r]);
-            for v in 0..NV {
-                acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
+/// A micro-tile of accumulators: `MR` rows of up to [`NV_MAX`] vectors.
+type Tile<S> = [[<S as Simd>::f32s; NV_MAX]; MR];
+
+/// Where the micro-kernel reads the `MR` rows of its left factor: a packed micro-panel, or
+/// rows read in place.
+trait Left: Copy {
+    /// The `R × NV` vector tile `Σ_k a[k, :] ⊗ b[k, :]` of the first `R` rows and the first `NV`
+    /// vectors of one packed column block of `NB` vectors; every other accumulator is zero.
+    fn tile<S: Simd, const R: usize, const NV: usize, const NB: usize>(
+        self,
+        simd: S,
+        b: &[f32],
+    ) -> Tile<S>;
+}
+
+/// A packed micro-panel ([`pack_a`]): `MR` rows interleaved, `a[k·MR + r]`.
+#[derive(Clone, Copy)]
+struct Packed<'a>(&'a [f32]);
+
+impl Left for Packed<'_> {
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const NV: usize, const NB: usize>(
+        self,
+        simd: S,
+        b: &[f32],
+    ) -> Tile<S> {
+        let (ap, _) = pulp::as_arrays::<MR, _>(self.0);
+        let (bv, _) = S::as_simd_f32s(b);
+        let (bp, _) = pulp::as_arrays::<NB, _>(bv);
+        // Exactly `R × NV` accumulators in the loop: LLVM keeps an array of this size in
+        // registers, but spills a larger one padded with unused zeros.
+        let mut acc = [[simd.splat_f32s(0.0); NV]; R];
+        for (ak, bk) in ap.iter().zip(bp) {
+            for r in 0..R {
+                let x = simd.splat_f32s(ak[r]);
+                for v in 0..NV {
+                    acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
+                }
             }
         }
+        widen(simd, acc)
     }
-    acc
+}
+
+/// A `R × NV` tile of accumulators as a [`Tile`], zero elsewhere.
+#[inline(always)]
+fn widen<S: Simd, const R: usize, const NV: usize>(simd: S, acc: [[S::f32s; NV]; R]) -> Tile<S> {
+    let mut out = [[simd.splat_f32s(0.0); NV_MAX]; MR];
+    for (o, a) in out.iter_mut().zip(&acc) {
+        o[..NV].copy_from_slice(a);
+    }
+    out
+}
+
+/// `MR` rows read in place, each exactly `k` long.
+#[derive(Clone, Copy)]
+struct Rows<'a>([&'a [f32]; MR]);
+
+impl Left for Rows<'_> {
+    #[inline(always)]
+    fn tile<S: Simd, const R: usize, const NV: usize, const NB: usize>(
+        self,
+        simd: S,
+        b: &[f32],
+    ) -> Tile<S> {
+        let (bv, _) = S::as_simd_f32s(b);
+        let (bp, _) = pulp::as_arrays::<NB, _>(bv);
+        let [a0, a1, a2, a3, a4, a5] = self.0;
+        let mut acc = [[simd.splat_f32s(0.0); NV]; R];
+        if R == MR {
+            for ((((((x0, x1), x2), x3), x4), x5), bk) in
+                a0.iter().zip(a1).zip(a2).zip(a3).zip(a4).zip(a5).zip(bp)
+            {
+                for (r, &x) in [*x0, *x1, *x2, *x3, *x4, *x5].iter().enumerate() {
+                    let x = simd.splat_f32s(x);
+                    for v in 0..NV {
+                        acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
+                    }
+                }
+            }
+        } else {
+            assert_eq!(R, MR_SHORT, "a full or a short tile");
+            for ((((x0, x1), x2), x3), bk) in a0.iter().zip(a1).zip(a2).zip(a3).zip(bp) {
+                for (r, &x) in [*x0, *x1, *x2, *x3].iter().enumerate() {
+                    let x = simd.splat_f32s(x);
+                    for v in 0..NV {
+                        acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
+                    }
+                }
+            }
+        }
+        widen(simd, acc)
+    }
 }
 
 /// The micro-kernel for a tile with `rows` valid rows and `w` valid columns: the short tile for
-/// at most [`MR_SHORT`] rows, one vector for at most `lanes` columns.
+/// at most [`MR_SHORT`] rows, and only the `⌈w / lanes⌉` vectors that hold valid columns (a
+/// ragged last column block: d = 322 is 5 full blocks and 2 columns on AVX-512).
 #[inline(always)]
-fn kernel_for<S: Simd>(simd: S, rows: usize, w: usize, a: &[f32], b: &[f32]) -> [[S::f32s; 2]; MR] {
-    match (rows <= MR_SHORT, w <= S::F32_LANES) {
-        (true, true) => kernel::<S, MR_SHORT, 1>(simd, a, b),
-        (true, false) => kernel::<S, MR_SHORT, 2>(simd, a, b),
-        (false, true) => kernel::<S, MR, 1>(simd, a, b),
-        (false, false) => kernel::<S, MR, 2>(simd, a, b),
+fn tile_for<S: Simd, L: Left>(simd: S, left: L, rows: usize, w: usize, b: &[f32]) -> Tile<S> {
+    let short = rows <= MR_SHORT;
+    let nv = w.div_ceil(S::F32_LANES);
+    if nvec::<S>() == 4 {
+        match (short, nv) {
+            (true, 1) => left.tile::<S, MR_SHORT, 1, 4>(simd, b),
+            (true, 2) => left.tile::<S, MR_SHORT, 2, 4>(simd, b),
+            (true, 3) => left.tile::<S, MR_SHORT, 3, 4>(simd, b),
+            (true, _) => left.tile::<S, MR_SHORT, 4, 4>(simd, b),
+            (false, 1) => left.tile::<S, MR, 1, 4>(simd, b),
+            (false, 2) => left.tile::<S, MR, 2, 4>(simd, b),
+            (false, 3) => left.tile::<S, MR, 3, 4>(simd, b),
+            (false, _) => left.tile::<S, MR, 4, 4>(simd, b),
+        }
+    } else {
+        match (short, nv) {
+            (true, 1) => left.tile::<S, MR_SHORT, 1, 2>(simd, b),
+            (true, _) => left.tile::<S, MR_SHORT, 2, 2>(simd, b),
+            (false, 1) => left.tile::<S, MR, 1, 2>(simd, b),
+            (false, _) => left.tile::<S, MR, 2, 2>(simd, b),
+        }
     }
 }
 
@@ -247,7 +345,7 @@ fn kernel_for<S: Simd>(simd: S, rows: usize, w: usize, a: &[f32], b: &[f32]) -> 
 #[allow(clippy::too_many_arguments)]
 fn store_tile<S: Simd>(
     simd: S,
-    acc: [[S::f32s; 2]; MR],
+    acc: Tile<S>,
     c: &mut ViewMut<'_>,
     dst_row: impl Fn(usize) -> usize,
     rows: usize,
@@ -255,31 +353,27 @@ fn store_tile<S: Simd>(
     w: usize,
     accum: Accum,
 ) {
-    let l = S::F32_LANES;
-    for (r, v) in acc.iter().enumerate().take(rows) {
+    let (l, nv) = (S::F32_LANES, nvec::<S>());
+    for (r, tile_row) in acc.iter().enumerate().take(rows) {
         let row = &mut c.row_mut(dst_row(r))[j0..j0 + w];
-        if w == 2 * l {
-            let (lo, hi) = row.split_at_mut(l);
-            let (lo, hi) = (
-                &mut S::as_mut_simd_f32s(lo).0[0],
-                &mut S::as_mut_simd_f32s(hi).0[0],
-            );
-            if accum == Accum::Add {
-                *lo = simd.add_f32s(*lo, v[0]);
-                *hi = simd.add_f32s(*hi, v[1]);
-            } else {
-                *lo = v[0];
-                *hi = v[1];
+        if w == nv * l {
+            let (out, _) = S::as_mut_simd_f32s(row);
+            for (o, &v) in out.iter_mut().zip(&tile_row[..nv]) {
+                *o = if accum == Accum::Add {
+                    simd.add_f32s(*o, v)
+                } else {
+                    v
+                };
             }
         } else {
-            let (lo, hi) = row.split_at_mut(w.min(l));
-            let (mut v0, mut v1) = (v[0], v[1]);
-            if accum == Accum::Add {
-                v0 = simd.add_f32s(v0, simd.partial_load_f32s(lo));
-                v1 = simd.add_f32s(v1, simd.partial_load_f32s(hi));
+            for (part, &v) in row.chunks_mut(l).zip(&tile_row[..nv]) {
+                let v = if accum == Accum::Add {
+                    simd.add_f32s(v, simd.partial_load_f32s(part))
+                } else {
+                    v
+                };
+                simd.partial_store_f32s(part, v);
             }
-            simd.partial_store_f32s(lo, v0);
-            simd.partial_store_f32s(hi, v1);
         }
     }
 }
@@ -353,7 +447,7 @@ fn gemm_tiles<S: Simd>(
         // An empty inner dimension: the kernel's zero tile.
         for jb in 0..n.div_ceil(nb) {
             for t in 0..tiles {
-                let acc = [[simd.splat_f32s(0.0); 2]; MR];
+                let acc = [[simd.splat_f32s(0.0); NV_MAX]; MR];
                 store_tile(
                     simd,
                     acc,
@@ -372,7 +466,7 @@ fn gemm_tiles<S: Simd>(
         let w = nb.min(n - jb * nb);
         for (t, a) in apack.chunks_exact(k * MR).enumerate() {
             let valid = MR.min(rows - t * MR);
-            let acc = kernel_for(simd, valid, w, a, b);
+            let acc = tile_for(simd, Packed(a), valid, w, b);
             store_tile(
                 simd,
                 acc,
@@ -419,54 +513,13 @@ pub fn gemm_rows<'a, S: Simd>(
         while r0 < rows {
             // Rows past the end repeat the last one; they are computed, never stored.
             let row = |r: usize| &a_row((r0 + r).min(rows - 1))[..k];
-            let src: [&[f32]; MR] = [row(0), row(1), row(2), row(3), row(4), row(5)];
+            let src = Rows([row(0), row(1), row(2), row(3), row(4), row(5)]);
             let valid = MR.min(rows - r0);
-            let acc = match (valid <= MR_SHORT, w <= S::F32_LANES) {
-                (true, true) => kernel_rows::<S, MR_SHORT, 1>(simd, src, b),
-                (true, false) => kernel_rows::<S, MR_SHORT, 2>(simd, src, b),
-                (false, true) => kernel_rows::<S, MR, 1>(simd, src, b),
-                (false, false) => kernel_rows::<S, MR, 2>(simd, src, b),
-            };
+            let acc = tile_for(simd, src, valid, w, b);
             store_tile(simd, acc, c, |r| r0 + r, valid, jb * nb, w, accum);
             r0 += MR;
         }
     }
-}
-
-/// [`kernel`] with the first `R` of the `MR` rows of `A` read in place (each exactly `k` long).
-#[inline(always)]
-fn kernel_rows<S: Simd, const R: usize, const NV: usize>(
-    simd: S,
-    a: [&[f32]; MR],
-    b: &[f32],
-) -> [[S::f32s; 2]; MR] {
-    let (bv, _) = S::as_simd_f32s(b);
-    let (bp, _) = pulp::as_arrays::<2, _>(bv);
-    let [a0, a1, a2, a3, a4, a5] = a;
-    let mut acc = [[simd.splat_f32s(0.0); 2]; MR];
-    if R == MR {
-        for ((((((x0, x1), x2), x3), x4), x5), bk) in
-            a0.iter().zip(a1).zip(a2).zip(a3).zip(a4).zip(a5).zip(bp)
-        {
-            for (r, &x) in [*x0, *x1, *x2, *x3, *x4, *x5].iter().enumerate() {
-                let x = simd.splat_f32s(x);
-                for v in 0..NV {
-                    acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
-                }
-            }
-        }
-    } else {
-        assert_eq!(R, MR_SHORT, "a full or a short tile");
-        for ((((x0, x1), x2), x3), bk) in a0.iter().zip(a1).zip(a2).zip(a3).zip(bp) {
-            for (r, &x) in [*x0, *x1, *x2, *x3].iter().enumerate() {
-                let x = simd.splat_f32s(x);
-                for v in 0..NV {
-                    acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
-                }
-            }
-        }
-    }
-    acc
 }
 
 /// Rows per packed left panel in [`gemm`].
@@ -772,6 +825,10 @@ mod tests {
             l,
             l + 1,
             2 * l + 1,
+            // A column block of four vectors (AVX-512): three with a ragged tail, and all four
+            // plus one column.
+            3 * l - 1,
+            4 * l + 1,
             3,
             7,
             13,
