@@ -1,6 +1,9 @@
 //! Fused CL (InfoNCE) forward and backward of one view, and of chunks of samples (SPEC §4–5).
 //!
-//! All P queries enter; `H = X̃ + E`, `U = H Q` (`P × d`).
+//! All P queries enter; `H = X̃ + E`, `U = H Q = R + X̃ Q` (`P × d`), with the step's
+//! `R = E Q` ([`super::FastEngine::set_q`]) and `Q` packed once per step: `X̃` is zero on the
+//! masked rows, so only its `P − m` visible rows are multiplied by `Q` (half the `2Pd²` of a
+//! dense `H Q` at γ = 1/2, about 15% of a view).
 //!
 //! **Forward.** `G = (1/P) Σ_p F_p = (1/P) Σ_p Σ_q A_pq x̃_q = (1/P) X̃ᵀ a` with the column sums
 //! `a_q = Σ_p A_pq`: per panel of up to [`QP`] query rows, scores `U_p Hᵀ`, softmax, and `a` is
@@ -17,7 +20,9 @@
 //! **Logits.** [`info_nce`] forms `S = G¹G²ᵀ/τ`, its row softmax `Π`, the loss and
 //! `∂L/∂G¹ = (Π G² − G²)/(nτ)`, `∂L/∂G² = (Πᵀ G¹ − G¹)/(nτ)` once per batch in f64 (`O(n²d)`).
 
-use super::kernels::{axpy, dot, gemm_rows, packed_b_len, softmax_backward_row, softmax_row};
+use super::kernels::{
+    axpy, dot, gemm_rows, gemm_rows_to, packed_b_len, softmax_backward_row, softmax_row,
+};
 use super::mat::ViewMut;
 use super::{Ctx, Workspace, materialize, panel_rows, product};
 use crate::data::Sample;
@@ -34,22 +39,28 @@ enum Pass {
     SoftmaxBackward,
 }
 
-/// `U = H Q`, then per panel of up to [`QP`] queries the scores `U_p Hᵀ`, their softmax and the
-/// pass's accumulation. (A plain enum rather than a closure: a closure body would not inherit
-/// the SIMD target features and its intrinsics would become calls.)
+/// `U = H Q` (the view has `nv` visible positions, listed in `ws.vis`), then per panel of up to
+/// [`QP`] queries the scores `U_p Hᵀ`, their softmax and the pass's accumulation. (A plain enum
+/// rather than a closure: a closure body would not inherit the SIMD target features and its
+/// intrinsics would become calls.)
 #[inline(always)]
-fn attention_pass<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, slot: usize, pass: Pass) {
+fn attention_pass<S: Simd>(simd: S, ctx: &Ctx<'_>, ws: &mut Workspace, nv: usize, pass: Pass) {
     let (p, d) = (ctx.p, ctx.d);
-    let h = ws.h.view().rows(slot * p, p);
-    let u = ws.u.view_mut().into_rows(0, p);
-    product(
+    // U = E Q + X̃ Q = R + X̃ Q with the step's R; the masked rows of X̃ are zero, so only the
+    // visible rows multiply Q.
+    for q in 0..p {
+        ws.u.row_mut(q).copy_from_slice(ctx.r.row(q));
+    }
+    let (xt, vis) = (&ws.xt, &ws.vis[..nv]);
+    gemm_rows_to(
         simd,
-        ctx.backend,
-        u,
-        h,
-        ctx.q.view(),
-        Accum::Replace,
-        &mut ws.gemm,
+        &mut ws.u.view_mut(),
+        |i| xt.row(vis[i]),
+        |i| vis[i],
+        nv,
+        d,
+        ctx.qp,
+        Accum::Add,
     );
     let mut r0 = 0;
     while r0 < p {
@@ -80,10 +91,10 @@ pub(super) fn view_forward<S: Simd>(
     s: &Sample,
     v: usize,
 ) {
-    materialize(simd, ctx, ws, s, &s.masks[v], 0);
+    let nv = materialize(simd, ctx, ws, s, &s.masks[v], 0);
     let p = ctx.p;
     ws.colsum.fill(0.0);
-    attention_pass(simd, ctx, ws, 0, Pass::ColumnSums);
+    attention_pass(simd, ctx, ws, nv, Pass::ColumnSums);
     let inv_p = 1.0 / p as f32;
     ws.gvec.fill(0.0);
     for q in 0..p {
@@ -102,13 +113,13 @@ fn view_backward<S: Simd>(
     dg: &[f32],
     slot: usize,
 ) {
-    materialize(simd, ctx, ws, s, &s.masks[v], slot);
+    let nv = materialize(simd, ctx, ws, s, &s.masks[v], slot);
     let p = ctx.p;
     let inv_p = 1.0 / p as f32;
     for q in 0..p {
         ws.c[q] = dot(simd, dg, ws.xt.row(q)) * inv_p;
     }
-    attention_pass(simd, ctx, ws, slot, Pass::SoftmaxBackward);
+    attention_pass(simd, ctx, ws, nv, Pass::SoftmaxBackward);
     let w = ws.w.view_mut().into_cols(slot * p, p);
     let h = ws.h.view().rows(slot * p, p);
     product(

@@ -500,6 +500,27 @@ pub fn gemm_rows<'a, S: Simd>(
     bpack: &[f32],
     accum: Accum,
 ) {
+    gemm_rows_to(simd, c, a_row, |i| i, rows, k, bpack, accum);
+}
+
+/// [`gemm_rows`] into scattered rows: row `i` of the product goes to (or is added to) row
+/// `dst_row(i)` of `C`.
+///
+/// # Panics
+/// When a row is shorter than `k`, a row index is out of range or `bpack` is too short.
+#[inline(always)]
+#[track_caller]
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_rows_to<'a, S: Simd>(
+    simd: S,
+    c: &mut ViewMut<'_>,
+    a_row: impl Fn(usize) -> &'a [f32] + Copy,
+    dst_row: impl Fn(usize) -> usize + Copy,
+    rows: usize,
+    k: usize,
+    bpack: &[f32],
+    accum: Accum,
+) {
     let (n, nb) = (c.ncols(), nb::<S>());
     if rows == 0 {
         return;
@@ -516,7 +537,7 @@ pub fn gemm_rows<'a, S: Simd>(
             let src = Rows([row(0), row(1), row(2), row(3), row(4), row(5)]);
             let valid = MR.min(rows - r0);
             let acc = tile_for(simd, src, valid, w, b);
-            store_tile(simd, acc, c, |r| r0 + r, valid, jb * nb, w, accum);
+            store_tile(simd, acc, c, |r| dst_row(r0 + r), valid, jb * nb, w, accum);
             r0 += MR;
         }
     }
@@ -893,10 +914,12 @@ mod tests {
 
     /// Two products of the same `b` (`k × n`): `gathered[dst_rows[i], :] (=|+=)
     /// Σ_kk a[i, cols[kk]] · b[kk, :]` through [`pack_a_cols`] and [`gemm_packed_rows`], and
-    /// `in_place[i, :] (=|+=) a[order[i], 0..k] · b` through [`gemm_rows`].
+    /// `in_place[i, :] (=|+=) a[order[i], 0..k] · b` through [`gemm_rows`], and the same rows
+    /// into `in_place_to[dst_rows[i], :]` through [`gemm_rows_to`].
     struct RowProducts<'a> {
         gathered: ViewMut<'a>,
         in_place: ViewMut<'a>,
+        in_place_to: ViewMut<'a>,
         a: &'a RowMat,
         cols: &'a [usize],
         dst_rows: &'a [usize],
@@ -912,6 +935,7 @@ mod tests {
             let Self {
                 mut gathered,
                 mut in_place,
+                mut in_place_to,
                 a,
                 cols,
                 dst_rows,
@@ -930,6 +954,16 @@ mod tests {
                 simd,
                 &mut in_place,
                 |i| a.row(order[i]),
+                rows,
+                k,
+                &bp,
+                accum,
+            );
+            gemm_rows_to(
+                simd,
+                &mut in_place_to,
+                |i| a.row(order[i]),
+                |i| dst_rows[i],
                 rows,
                 k,
                 &bp,
@@ -963,10 +997,13 @@ mod tests {
                         for accum in [Accum::Replace, Accum::Add] {
                             let mut gathered = filled(2 * rows, n, 8);
                             let mut in_place = filled(rows, n, 9);
-                            let (g0, p0) = (gathered.clone(), in_place.clone());
+                            let mut in_place_to = filled(2 * rows, n, 10);
+                            let (g0, p0, t0) =
+                                (gathered.clone(), in_place.clone(), in_place_to.clone());
                             arch.dispatch(RowProducts {
                                 gathered: gathered.view_mut(),
                                 in_place: in_place.view_mut(),
+                                in_place_to: in_place_to.view_mut(),
                                 a: &a,
                                 cols: &cols,
                                 dst_rows: &dst_rows,
@@ -997,6 +1034,16 @@ mod tests {
                                 for j in 0..n {
                                     let want = dot(src, &|t| t, j) + old(&p0, i, j);
                                     check(&format!("in_place[{i},{j}]"), in_place.row(i)[j], want);
+                                }
+                            }
+                            for r in 0..2 * rows {
+                                for j in 0..n {
+                                    let want = match dst_rows.iter().position(|&x| x == r) {
+                                        None => t0.row(r)[j] as f64,
+                                        Some(i) => dot(order[i], &|t| t, j) + old(&t0, r, j),
+                                    };
+                                    let got = in_place_to.row(r)[j];
+                                    check(&format!("in_place_to[{r},{j}]"), got, want);
                                 }
                             }
                         }

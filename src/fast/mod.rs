@@ -20,11 +20,14 @@
 //!   Work: `8m(P − m)d` per sample ([`mae_sample_flops`]) plus `4Pd² + 4P²d` per step
 //!   ([`mae_step_flops`]), against the dense `2md² + 8mPd + 2Pd²` per sample of the SPEC §12
 //!   cost model ([`mae_flops`]), which the reference engine executes.
-//! - CL (`cl.rs`), per view: the forward keeps only `G = (1/P) X̃ᵀ colsum(A)`; the `n × n`
+//! - CL (`cl.rs`), per view: the query rows `U = H Q = R + X̃ Q` take the step's `R = E Q`
+//!   (formed in [`FastEngine::set_q`]) and multiply only the `P − m` visible rows of `X̃` (the
+//!   masked ones are zero) by `Q`; the forward keeps only `G = (1/P) X̃ᵀ colsum(A)`; the `n × n`
 //!   logits and their softmax are formed once per batch in f64 by [`info_nce`]; the backward
 //!   recomputes the attention, forms `Ds_pq = A_pq (c_q − ⟨A_p·, c⟩)` with
 //!   `c = (1/P) X̃ ∂L/∂G`, then `W = Hᵀ Ds` and `Σ W H` per chunk. (Executed work per view:
-//!   `6Pd² + 6P²d`, close to the `4Pd² + 8P²d` of [`cl_flops`].)
+//!   `4(P − m)d² + 2Pd² + 6P²d`, i.e. `4Pd² + 6P²d` at γ = 1/2, against the `4Pd² + 8P²d` of
+//!   [`cl_flops`]; plus `2Pd²` per step for `R`.)
 //!
 //! Content is materialised per sample into the worker's [`Workspace`]: noise-free rows are
 //! `z_{a(p)} v_{k,a(p)}` (the product [`DataModel::write_content`] forms, bit-identical),
@@ -36,7 +39,8 @@
 //! and the softmax's exponential is [`exp::exp_nonpos_f32s`] (the vector `exp` of [`exp`]
 //! specialised to the non-positive arguments of a max-subtracted softmax). The fused passes always use our packed
 //! micro-kernel ([`kernels::gemm_packed`]); the other products (MAE: `R`, `Π`, `D E`,
-//! `Eᵀ (C + D E)`; CL: `U = H Q`, `W`, `Σ W H`) come from one of two [`MatmulBackend`]s:
+//! `Eᵀ (C + D E)`; CL: `R`, `W`, `Σ W H`) come from one of two [`MatmulBackend`]s (CL's
+//! `X̃_V Q` is the micro-kernel's too, on `Q` packed once per step):
 //! - [`MatmulBackend::Faer`]: faer's `matmul` with `Par::Seq`;
 //! - [`MatmulBackend::Pulp`]: our [`kernels::gemm`], on the chosen `Arch` like everything else.
 //!
@@ -156,17 +160,17 @@ pub fn cl_batch_flops(p: usize, d: usize, n: usize) -> u64 {
     2 * n as u64 * cl_flops(p, d) + 2 * (n * n * d) as u64
 }
 
-/// What every worker reads: geometry, `E`, `V` (f64, for the noise-free content), `Q` (f32),
-/// for MAE the per-step `R = E Q` and `Π = R Eᵀ`, and the product backend.
+/// What every worker reads: geometry, `E`, `V` (f64, for the noise-free content), the per-step
+/// `R = E Q`, for MAE `Π = R Eᵀ`, for CL `Q` packed, and the product backend.
 pub(crate) struct Ctx<'a> {
     dm: &'a DataModel,
     p: usize,
     d: usize,
     e: &'a RowMat,
     v64: &'a [Vec<f64>],
-    q: &'a RowMat,
     r: &'a RowMat,
     pp: &'a RowMat,
+    qp: &'a [f32],
     backend: MatmulBackend,
 }
 
@@ -272,8 +276,9 @@ impl Workspace {
     }
 }
 
-/// Materialises view `mask` of `s` for CL into `ws`: `X̃`, `H = X̃ + E` (into chunk slot
-/// `slot`) and packed `Hᵀ`.
+/// Materialises view `mask` of `s` for CL into `ws`: the visible positions (ascending, in
+/// `ws.vis`), `X̃`, `H = X̃ + E` (into chunk slot `slot`) and packed `Hᵀ`. Returns the number of
+/// visible positions.
 ///
 /// Noise-free content is built row by row as `x_p = z_{a(p)} v_{k,a(p)}` (the same f64 product
 /// [`DataModel::write_content`] forms, so the same f32 values); noisy content goes through
@@ -286,9 +291,14 @@ fn materialize<S: Simd>(
     s: &Sample,
     mask: &Mask,
     slot: usize,
-) {
+) -> usize {
     let (p, d) = (ctx.p, ctx.d);
     assert_eq!(mask.is_masked.len(), p, "mask of another geometry");
+    let mut nv = 0;
+    for q in (0..p).filter(|&q| !mask.is_masked[q]) {
+        ws.vis[nv] = q;
+        nv += 1;
+    }
     if ctx.dm.cfg.noise == 0.0 {
         let area = &ctx.dm.geom.clusters[s.cluster].area;
         let v = &ctx.v64[s.cluster];
@@ -316,6 +326,7 @@ fn materialize<S: Simd>(
     }
     let h = ws.h.view().rows(slot * p, p);
     kernels::pack_b::<S>(h.t(), ws.htp.get(kernels::packed_b_len(d, p)));
+    nv
 }
 
 /// `dst (=|+=) a·b` on the engine's product backend.
@@ -376,6 +387,22 @@ impl WithSimd for Product<'_> {
             self.accum,
             self.gemm,
         );
+    }
+}
+
+/// [`kernels::pack_b`] of `b` into `dst` on the dispatched ISA.
+struct PackB<'a> {
+    b: View<'a>,
+    dst: &'a mut Scratch,
+}
+
+impl WithSimd for PackB<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, _: S) {
+        let len = kernels::packed_b_len(self.b.nrows(), self.b.ncols());
+        kernels::pack_b::<S>(self.b, self.dst.get(len));
     }
 }
 
@@ -482,9 +509,11 @@ pub struct FastEngine<'a> {
     e: RowMat,
     v64: Vec<Vec<f64>>,
     q: RowMat,
-    /// MAE, per step: `R = E Q` (`P × d`) and `Π = R Eᵀ` (`P × P`).
+    /// Per step: `R = E Q` (`P × d`); MAE: `Π = R Eᵀ` (`P × P`); CL: `Q` packed for the
+    /// micro-kernel ([`kernels::pack_b`]).
     r: RowMat,
     pp: RowMat,
+    qp: Scratch,
     /// MAE, per step: the folded accumulators (`C` becomes `C + D E` in place) and `∇` in f32.
     ctot: RowMat,
     dtot: RowMat,
@@ -540,8 +569,9 @@ impl<'a> FastEngine<'a> {
             e,
             v64,
             q: RowMat::zeros(d, d),
-            r: only(p, d),
+            r: RowMat::zeros(p, d),
             pp: only(p, p),
+            qp: Scratch::zeros(if mae { 0 } else { kernels::packed_b_len(d, d) }),
             ctot: only(p, d),
             dtot: only(p, p),
             g32: only(d, d),
@@ -573,9 +603,9 @@ impl<'a> FastEngine<'a> {
         Workspace::new(self.dm.p(), self.dm.d(), self.dm.m, self.objective)
     }
 
-    /// Converts `Q` (`d × d`, f64) into the engine's f32 copy used by every following call; an
-    /// MAE engine also forms the step's `R = E Q` and `Π = R Eᵀ` (in parallel over fixed row
-    /// blocks).
+    /// Converts `Q` (`d × d`, f64) into the engine's f32 copy used by every following call, and
+    /// forms the step's `R = E Q` (in parallel over fixed row blocks) and, for MAE, `Π = R Eᵀ`,
+    /// for CL `Q` packed for the micro-kernel.
     ///
     /// # Panics
     /// When `q` is not `d × d`.
@@ -588,18 +618,23 @@ impl<'a> FastEngine<'a> {
                 *v = q[(i, j)] as f32;
             }
         }
-        if self.objective == Objective::Mae {
-            self.hoist();
-        }
+        self.hoist();
     }
 
-    /// `R = E Q` and `Π = R Eᵀ`.
+    /// `R = E Q`; MAE: `Π = R Eᵀ`; CL: `Q` packed.
     fn hoist(&mut self) {
         let (mul, pool, e, q) = (self.mul(), &self.pool, &self.e, &self.q);
         par_row_blocks(pool, &mut self.r, |r0, dst, ws| {
             let a = e.view().rows(r0, dst.nrows());
             mul.run(dst, a, q.view(), Accum::Replace, &mut ws.gemm);
         });
+        if self.objective == Objective::Cl {
+            self.arch.dispatch(PackB {
+                b: self.q.view(),
+                dst: &mut self.qp,
+            });
+            return;
+        }
         let r = &self.r;
         par_row_blocks(pool, &mut self.pp, |r0, dst, ws| {
             let a = r.view().rows(r0, dst.nrows());
@@ -621,9 +656,13 @@ impl<'a> FastEngine<'a> {
             d: self.dm.d(),
             e: &self.e,
             v64: &self.v64,
-            q: &self.q,
             r: &self.r,
             pp: &self.pp,
+            qp: self.qp.slice(if self.objective == Objective::Cl {
+                kernels::packed_b_len(self.dm.d(), self.dm.d())
+            } else {
+                0
+            }),
             backend: self.backend,
         }
     }
