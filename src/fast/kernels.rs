@@ -91,7 +91,12 @@ pub fn pack_b<S: Simd>(b: View<'_>, dst: &mut [f32]) {
                     // Vector moves, not a `memcpy` call.
                     let (o, _) = S::as_mut_simd_f32s(out);
                     let (v, _) = S::as_simd_f32s(row);
-                    o.copy_from_slice(v);
+                    o[0] = v[0];
+                    o[1] = v[1];
+                    if nvec::<S>() == 4 {
+                        o[2] = v[2];
+                        o[3] = v[3];
+                    }
                 } else {
                     out[..w].copy_from_slice(row);
                     out[w..].fill(0.0);
