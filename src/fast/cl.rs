@@ -14,8 +14,10 @@
 //! `c = (1/P) X̃ ∂L/∂G` (the same for every query row). The backward *recomputes* `U` and each
 //! panel's scores and softmax (storing `A` for `n` samples × 2 views × `P²` floats would cost far
 //! more memory than the `2Pd² + 2P²d` it saves), writes `Ds_p· = A_p· ⊙ (c − ⟨A_p·, c⟩)` into
-//! `Ds` (`P × P`, the kernel's output), then `W = Hᵀ Ds` into the view's slot; per chunk of
-//! samples `∇_Q = Σ W H` over both views of every sample is one product.
+//! `Ds` (`P × P`, the kernel's output), then `W = Hᵀ Ds` into the view's slot. Per chunk of
+//! samples `∇_Q = Σ W H` over both views of every sample is `Σ W_{·,V} X̃_V + (Σ W) E`: the
+//! visible columns of every `W` and visible rows of every `X̃`, compacted side by side, in one
+//! product (half the `2Pd²` per view of `Σ W H` at γ = 1/2), and the chunk's `Σ W` times `E`.
 //!
 //! **Logits.** [`info_nce`] forms `S = G¹G²ᵀ/τ`, its row softmax `Π`, the loss and
 //! `∂L/∂G¹ = (Π G² − G²)/(nτ)`, `∂L/∂G² = (Πᵀ G¹ − G¹)/(nτ)` once per batch in f64 (`O(n²d)`).
@@ -102,8 +104,11 @@ pub(super) fn view_forward<S: Simd>(
     }
 }
 
-/// Backward of view `v` of `s` given `dg = ∂L/∂G`: leaves `W = Hᵀ Ds` and `H` in `slot`.
+/// Backward of view `v` of `s` given `dg = ∂L/∂G`, in chunk slot `slot`: forms `W = Hᵀ Ds`,
+/// adds it into `ws.wsum`, and appends its visible columns to the first `off` columns of `ws.w`
+/// and the visible rows of `X̃` to the first `off` rows of `ws.h`. Returns how many it appended.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn view_backward<S: Simd>(
     simd: S,
     ctx: &Ctx<'_>,
@@ -112,7 +117,8 @@ fn view_backward<S: Simd>(
     v: usize,
     dg: &[f32],
     slot: usize,
-) {
+    off: usize,
+) -> usize {
     let nv = materialize(simd, ctx, ws, s, &s.masks[v], slot);
     let p = ctx.p;
     let inv_p = 1.0 / p as f32;
@@ -131,6 +137,26 @@ fn view_backward<S: Simd>(
         Accum::Replace,
         &mut ws.gemm,
     );
+    // `W H = W X̃ + W E`: X̃ is zero on the masked rows, so only W's visible columns meet X̃ (in
+    // the chunk's compact product), and `W E` is summed over the chunk first. Moving left
+    // (`off + j ≤ slot·P + vis[j]`) never overwrites a column or row still to be read.
+    let vis = &ws.vis[..nv];
+    for i in 0..ctx.d {
+        let row = ws.w.row_mut(i);
+        axpy(
+            simd,
+            ws.wsum.row_mut(i),
+            1.0,
+            &row[slot * p..(slot + 1) * p],
+        );
+        for (j, &q) in vis.iter().enumerate() {
+            row[off + j] = row[slot * p + q];
+        }
+    }
+    for (j, &q) in vis.iter().enumerate() {
+        ws.h.row_mut(off + j).copy_from_slice(ws.xt.row(q));
+    }
+    nv
 }
 
 /// Forward of both views of a chunk of samples: row `2i + v` of `out` is `G` of view v of
@@ -187,21 +213,35 @@ impl WithSimd for ClBackwardChunk<'_, '_> {
             dg,
             grad,
         } = self;
-        let (d, p) = (ctx.d, ctx.p);
-        let nv = views.len();
+        let d = ctx.d;
+        let nviews = views.len();
         assert!(
-            samples.len() * nv <= ws.slots,
+            samples.len() * nviews <= ws.slots,
             "chunk too large for the workspace"
         );
+        ws.wsum.fill_zero();
+        let mut off = 0;
         for (i, s) in samples.iter().enumerate() {
             for (k, &v) in views.iter().enumerate() {
-                let slot = nv * i + k;
-                view_backward(simd, ctx, ws, s, v, &dg[slot * d..(slot + 1) * d], slot);
+                let slot = nviews * i + k;
+                let dg = &dg[slot * d..(slot + 1) * d];
+                off += view_backward(simd, ctx, ws, s, v, dg, slot, off);
             }
         }
-        let kp = samples.len() * nv * p;
-        let (w, h) = (ws.w.view().cols(0, kp), ws.h.view().rows(0, kp));
-        product(simd, ctx.backend, grad, w, h, Accum::Replace, &mut ws.gemm);
+        // Σ W H = [W_V…] [X̃_V; …] + (Σ W) E.
+        let (w, h) = (ws.w.view().cols(0, off), ws.h.view().rows(0, off));
+        let mut grad = grad;
+        product(
+            simd,
+            ctx.backend,
+            grad.rb_mut(),
+            w,
+            h,
+            Accum::Replace,
+            &mut ws.gemm,
+        );
+        let (wsum, e) = (ws.wsum.view(), ctx.e.view());
+        product(simd, ctx.backend, grad, wsum, e, Accum::Add, &mut ws.gemm);
     }
 }
 

@@ -25,9 +25,10 @@
 //!   masked ones are zero) by `Q`; the forward keeps only `G = (1/P) X̃ᵀ colsum(A)`; the `n × n`
 //!   logits and their softmax are formed once per batch in f64 by [`info_nce`]; the backward
 //!   recomputes the attention, forms `Ds_pq = A_pq (c_q − ⟨A_p·, c⟩)` with
-//!   `c = (1/P) X̃ ∂L/∂G`, then `W = Hᵀ Ds` and `Σ W H` per chunk. (Executed work per view:
-//!   `4(P − m)d² + 2Pd² + 6P²d`, i.e. `4Pd² + 6P²d` at γ = 1/2, against the `4Pd² + 8P²d` of
-//!   [`cl_flops`]; plus `2Pd²` per step for `R`.)
+//!   `c = (1/P) X̃ ∂L/∂G`, then `W = Hᵀ Ds`, and per chunk `Σ W H = Σ W_{·,V} X̃_V + (Σ W) E`
+//!   (the masked rows of `X̃` are zero again). (Executed work per view: `6(P − m)d² + 6P²d`,
+//!   i.e. `3Pd² + 6P²d` at γ = 1/2, against the `4Pd² + 8P²d` of [`cl_flops`]; plus `2Pd²`
+//!   per chunk of 16 views for `(Σ W) E` and per step for `R`.)
 //!
 //! Content is materialised per sample into the worker's [`Workspace`]: noise-free rows are
 //! `z_{a(p)} v_{k,a(p)}` (the product [`DataModel::write_content`] forms, bit-identical),
@@ -68,9 +69,9 @@
 //! aligned, so which worker computed a chunk does not change its bits.
 //!
 //! **Memory.** Per workspace: `O(Pd)` key-side matrices and their packed copies, `QP × P` and
-//! `QP × d` panel scratch, for CL the view's `P × P` `Ds` rows and the chunk's `W` and `H` blocks
-//! (`d × cP`, `cP × d`, `c` = 16 views). No `P × P` attention matrix of any sample is ever
-//! stored. Per engine: for MAE `R`, `Π` and one `C` (`P × d`) and `D` (`P × P`) per chunk of
+//! `QP × d` panel scratch, for CL the view's `P × P` `Ds` rows, the chunk's `W` and `H` blocks
+//! (`d × cP`, `cP × d`, `c` = 16 views) and `Σ W` (`d × P`). No `P × P` attention matrix of any
+//! sample is ever stored. Per engine: for MAE `R`, `Π` and one `C` (`P × d`) and `D` (`P × P`) per chunk of
 //! the batch — `O(P²)` like `Q` itself, whatever the batch size per chunk; for CL one `d × d`
 //! partial per chunk. At `P = 256`, `d = 322`, `n = 256` the whole `vitssl train` process stays
 //! well under 100 MiB (README, "Measured speed").
@@ -209,9 +210,12 @@ pub struct Workspace {
     /// row in `X_V` or in the masked rows.
     vis: Vec<usize>,
     row_of: Vec<usize>,
-    /// CL: the chunk's `[W_1 … W_c]` (`d × cP`) and `[H_1; …; H_c]` (`cP × d`).
+    /// CL: the chunk's slots: each view's `W = Hᵀ Ds` (`d × P`) and `H` (`P × d`) in slot
+    /// `s` (columns / rows `sP .. (s + 1)P`), then compacted to the visible columns of the `W`s
+    /// and visible rows of the `X̃`s in the leading columns / rows; and `Σ W` (`d × P`).
     w: RowMat,
     h: RowMat,
+    wsum: RowMat,
     /// MAE single-sample entry points: the content (`P × d`) and position (`P × P`)
     /// accumulators.
     c_acc: RowMat,
@@ -258,6 +262,7 @@ impl Workspace {
             row_of: vec![usize::MAX; p],
             w: RowMat::zeros(d, slots * p),
             h: RowMat::zeros(slots * p, d),
+            wsum: only(!mae, d, p),
             c_acc: only(mae, p, d),
             d_acc: only(mae, p, p),
             gemm: GemmScratch::new(),
