@@ -28,9 +28,28 @@ use super::kernels::{
 use super::mat::ViewMut;
 use super::{Ctx, Workspace, materialize, panel_rows, product};
 use crate::data::Sample;
+use crate::objectives::SAMPLE_CHUNK;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par};
 use pulp::{Simd, WithSimd};
+
+/// FLOPs of one CL view in the fast engine, `m` of its P positions masked: `6(P − m)d² + 6P²d`
+/// (the visible query rows `X̃_V Q` in the forward and in the backward pass, the scores in
+/// both, `W = Hᵀ Ds`, and the view's share `W_{·,V} X̃_V` of `Σ W H`). A chunk of views adds
+/// `2Pd²` for `(Σ W) E` and a step `2Pd²` for `R = E Q` ([`cl_fast_batch_flops`]).
+pub fn cl_fast_view_flops(p: usize, d: usize, m: usize) -> u64 {
+    let (p, d, m) = (p as u64, d as u64, m as u64);
+    6 * (p - m) * d * d + 6 * p * p * d
+}
+
+/// FLOPs of a CL batch of `n` samples in the fast engine: two views each
+/// ([`cl_fast_view_flops`]), `(Σ W) E` (`2Pd²`) per chunk of [`SAMPLE_CHUNK`] samples, `R`
+/// (`2Pd²`) and the `n × n` logits (`2n²d`).
+pub fn cl_fast_batch_flops(p: usize, d: usize, m: usize, n: usize) -> u64 {
+    let chunks = n.div_ceil(SAMPLE_CHUNK) as u64;
+    let (pd2, n) = ((p * d * d) as u64, n as u64);
+    2 * n * cl_fast_view_flops(p, d, m) + 2 * pd2 * (chunks + 1) + 2 * n * n * d as u64
+}
 
 /// What a pass over the attention rows of a view accumulates.
 #[derive(Clone, Copy, PartialEq, Eq)]

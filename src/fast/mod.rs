@@ -90,7 +90,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::isa::Isa;
 use crate::objectives::SAMPLE_CHUNK;
-pub use cl::info_nce;
+pub use cl::{cl_fast_batch_flops, cl_fast_view_flops, info_nce};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
 use kernels::GemmScratch;
@@ -1082,6 +1082,15 @@ mod tests {
             8 * cl_flops(36, 46) + 2 * 16 * 46
         );
         assert_eq!(mae_sample_flops(256, 322, 128), 8 * 128 * 128 * 322);
+        assert_eq!(
+            cl_fast_view_flops(256, 322, 128),
+            6 * 128 * 322 * 322 + 6 * 256 * 256 * 322
+        );
+        assert_eq!(
+            cl_fast_batch_flops(36, 46, 18, 17),
+            34 * cl_fast_view_flops(36, 46, 18) + 2 * 36 * 46 * 46 * 4 + 2 * 17 * 17 * 46
+        );
+        assert!(cl_fast_view_flops(36, 46, 18) < cl_flops(36, 46));
         assert_eq!(
             mae_step_flops(256, 322),
             4 * 256 * 322 * 322 + 4 * 256 * 256 * 322
