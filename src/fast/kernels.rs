@@ -254,14 +254,25 @@ impl Left for Packed<'_> {
         // registers, but spills a larger one padded with unused zeros.
         let mut acc = [[simd.splat_f32s(0.0); NV]; R];
         for (ak, bk) in ap.iter().zip(bp) {
-            for r in 0..R {
-                let x = simd.splat_f32s(ak[r]);
-                for v in 0..NV {
-                    acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
-                }
-            }
+            rank1(simd, &mut acc, ak, bk);
         }
         widen(simd, acc)
+    }
+}
+
+/// One `k` of the micro-kernel: `acc[r][v] += a[r] · b[v]` for `r < R`, `v < NV`.
+#[inline(always)]
+fn rank1<S: Simd, const R: usize, const NV: usize>(
+    simd: S,
+    acc: &mut [[S::f32s; NV]; R],
+    a: &[f32],
+    b: &[S::f32s],
+) {
+    for (r, row) in acc.iter_mut().enumerate() {
+        let x = simd.splat_f32s(a[r]);
+        for (v, acc) in row.iter_mut().enumerate() {
+            *acc = simd.mul_add_e_f32s(x, b[v], *acc);
+        }
     }
 }
 
@@ -294,22 +305,12 @@ impl Left for Rows<'_> {
             for ((((((x0, x1), x2), x3), x4), x5), bk) in
                 a0.iter().zip(a1).zip(a2).zip(a3).zip(a4).zip(a5).zip(bp)
             {
-                for (r, &x) in [*x0, *x1, *x2, *x3, *x4, *x5].iter().enumerate() {
-                    let x = simd.splat_f32s(x);
-                    for v in 0..NV {
-                        acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
-                    }
-                }
+                rank1(simd, &mut acc, &[*x0, *x1, *x2, *x3, *x4, *x5], bk);
             }
         } else {
             assert_eq!(R, MR_SHORT, "a full or a short tile");
             for ((((x0, x1), x2), x3), bk) in a0.iter().zip(a1).zip(a2).zip(a3).zip(bp) {
-                for (r, &x) in [*x0, *x1, *x2, *x3].iter().enumerate() {
-                    let x = simd.splat_f32s(x);
-                    for v in 0..NV {
-                        acc[r][v] = simd.mul_add_e_f32s(x, bk[v], acc[r][v]);
-                    }
-                }
+                rank1(simd, &mut acc, &[*x0, *x1, *x2, *x3], bk);
             }
         }
         widen(simd, acc)
