@@ -43,6 +43,8 @@ fn points() -> Vec<Point> {
 }
 
 fn main() {
+    // Allocator thresholds fixed first, as in the `vitssl` binary (see `vitssl::alloc`).
+    vitssl::alloc::retain_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let test = vitssl::bench::test_mode();
     let filter = common::filter(&args);

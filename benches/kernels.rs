@@ -197,6 +197,8 @@ fn cl_view(c: &mut Criterion, metas: &mut Vec<BenchMeta>) {
 }
 
 fn main() {
+    // Allocator thresholds fixed first, as in the `vitssl` binary (see `vitssl::alloc`).
+    vitssl::alloc::retain_freed_memory();
     let since = SystemTime::now();
     let mut c = Criterion::default()
         .sample_size(20)

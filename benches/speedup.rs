@@ -58,6 +58,8 @@ struct Variant<'a> {
 }
 
 fn main() {
+    // Allocator thresholds fixed first, as in the `vitssl` binary (see `vitssl::alloc`).
+    vitssl::alloc::retain_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let test = vitssl::bench::test_mode();
     if common::filter(&args).is_some_and(|f| !"speedup".contains(f.as_str())) {

@@ -72,6 +72,8 @@ fn step(c: &mut Criterion, objective: Objective, metas: &mut Vec<BenchMeta>) {
 }
 
 fn main() {
+    // Allocator thresholds fixed first, as in the `vitssl` binary (see `vitssl::alloc`).
+    vitssl::alloc::retain_freed_memory();
     let since = SystemTime::now();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))

@@ -5,6 +5,7 @@
 //! section it implements.
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod bench;
 pub mod config;
 pub mod data;

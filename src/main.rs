@@ -446,6 +446,7 @@ fn info() {
 }
 
 fn main() -> std::process::ExitCode {
+    vitssl::alloc::retain_freed_memory();
     let result = match Cli::parse().command {
         Command::Train(args) => train(*args).map(|()| std::process::ExitCode::SUCCESS),
         Command::Info => {
