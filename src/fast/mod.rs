@@ -206,8 +206,8 @@ pub struct Workspace {
     colsum: Vec<f32>,
     c: Vec<f32>,
     gvec: Vec<f32>,
-    /// MAE: the visible positions `V` (ascending, first `P − m` entries), and each position's
-    /// row in `X_V` or in the masked rows.
+    /// The visible positions `V` of the current sample or view (ascending, first `P − m`
+    /// entries); MAE: each position's row in `X_V` or in the masked rows.
     vis: Vec<usize>,
     row_of: Vec<usize>,
     /// CL: the chunk's slots: each view's `W = Hᵀ Ds` (`d × P`) and `H` (`P × d`) in slot
