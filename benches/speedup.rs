@@ -10,6 +10,11 @@
 //! median ratio over the rounds, its range, and the median times. Ratios: `simd_vs_scalar`,
 //! `threads`, `fast_vs_reference` (the targets), and per narrower level, e.g. on an AVX-512
 //! machine, `v4_vs_v3` (the AVX-512 step against the AVX2 step) and `fast_v3_vs_reference`.
+//! One more row, `fast_vs_reference_ceiling`, bounds `fast_vs_reference` from above: each
+//! round's reference time against the time the FLOPs the fast step executes
+//! (`n · mae_sample_flops + mae_step_flops`) would take at the f32 FMA peak of all cores,
+//! calibrated by the FMA loop after the rounds (its `faster` is `<fast variant>-at-fma-peak`). A
+//! machine where it is not far above 10× cannot meet the 10× target however fast the kernels get.
 //!
 //! A round runs one untimed step of a variant, then times `reps` consecutive steps (enough for
 //! about 0.3 s, fixed from an untimed warm-up step at the start) and takes their mean. The
@@ -25,6 +30,7 @@ use faer::Mat;
 use std::time::Instant;
 use vitssl::config::Objective;
 use vitssl::engine::{Engine, EngineKind, build};
+use vitssl::fast::{mae_sample_flops, mae_step_flops};
 use vitssl::isa::Isa;
 use vitssl::provenance::Provenance;
 use vitssl::report::schema::SpeedupRow;
@@ -149,8 +155,8 @@ fn main() {
         pairs.push((format!("{best}_vs_{isa}"), narrow, fast_all));
         pairs.push((format!("fast_{isa}_vs_reference"), reference, narrow));
     }
-    let prov = Provenance::collect("", 0);
-    let mut rows = Vec::new();
+    // (ratio, slower name, faster name, slower times, faster times) per round.
+    let mut series = Vec::new();
     for (ratio, slower, faster) in pairs {
         // A ratio of a variant with itself (a one-core machine, a machine without SIMD) is
         // not a measurement; skip it.
@@ -161,13 +167,39 @@ fn main() {
             continue;
         }
         let (s, f) = (&variants[s], &variants[f]);
-        let per_round: Vec<f64> = s.times.iter().zip(&f.times).map(|(a, b)| a / b).collect();
+        series.push((
+            ratio,
+            s.name.clone(),
+            f.name.clone(),
+            &s.times,
+            f.times.clone(),
+        ));
+    }
+    // The ceiling of `fast_vs_reference`: the reference's times against the time the fast
+    // step's executed FLOPs would take at the FMA peak of all cores, calibrated here.
+    if let (Some(r), Some(f)) = (reference, fast_all) {
+        let flops =
+            N as f64 * mae_sample_flops(p, d, run.dm.m) as f64 + mae_step_flops(p, d) as f64;
+        let peak = vitssl::bench::calibrate_peak_gflops(best, all);
+        let at_peak = flops / (peak * 1e9);
+        series.push((
+            "fast_vs_reference_ceiling".into(),
+            variants[r].name.clone(),
+            format!("{}-at-fma-peak", variants[f].name),
+            &variants[r].times,
+            vec![at_peak; rounds],
+        ));
+    }
+    let prov = Provenance::collect("", 0);
+    let mut rows = Vec::new();
+    for (ratio, slower, faster, s_times, f_times) in series {
+        let per_round: Vec<f64> = s_times.iter().zip(&f_times).map(|(a, b)| a / b).collect();
         let row = SpeedupRow {
             id: format!("step_mae/{ratio}/{p}"),
             group: "step_mae".into(),
             ratio,
-            slower: s.name.clone(),
-            faster: f.name.clone(),
+            slower,
+            faster,
             p,
             d,
             n: N,
@@ -175,8 +207,8 @@ fn main() {
             median: median(&per_round),
             min: per_round.iter().copied().fold(f64::INFINITY, f64::min),
             max: per_round.iter().copied().fold(0.0, f64::max),
-            slower_ms: 1e3 * median(&s.times),
-            faster_ms: 1e3 * median(&f.times),
+            slower_ms: 1e3 * median(s_times),
+            faster_ms: 1e3 * median(&f_times),
             git_rev: prov.git_rev.clone(),
             cpu_model: prov.cpu_model.clone(),
             cores: prov.cores,
