@@ -124,11 +124,15 @@ pub struct SpeedupRow {
     pub id: String,
     /// Step group: `step_mae`.
     pub group: String,
-    /// `simd_vs_scalar`, `threads` (all cores against one) or `fast_vs_reference`.
+    /// `simd_vs_scalar`, `threads` (all cores against one), `fast_vs_reference`, per narrower
+    /// SIMD level `<best>_vs_<isa>` and `fast_<isa>_vs_reference`, or
+    /// `fast_vs_reference_ceiling` (the reference against the fast step's executed FLOPs at the
+    /// calibrated FMA peak).
     pub ratio: String,
     /// The variant whose time is the numerator (as in `step.csv`, e.g. `reference-t2`).
     pub slower: String,
-    /// The variant whose time is the denominator (e.g. `fast-v3-t2`).
+    /// The variant whose time is the denominator (e.g. `fast-v3-t2`; `fast-v4-t2-at-fma-peak`
+    /// in the ceiling row).
     pub faster: String,
     /// Patches P.
     pub p: usize,
